@@ -1,0 +1,246 @@
+"""Typed settings, one class per concern.
+
+Each class reads, highest priority first: keyword arguments, environment variables
+(``STREAMLEARN_<SECTION>_<FIELD>``, e.g. ``STREAMLEARN_KAFKA_PARTITIONS=6``), the YAML file named
+by ``STREAMLEARN_CONFIG`` (optional, same sections as the defaults), then ``config/defaults.yaml``.
+Settings are frozen and built in each process's entry point; nothing here runs at import time.
+
+Example:
+    >>> KafkaSettings(partitions=6).partitions
+    6
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, ClassVar, Literal, TypeVar
+from urllib.parse import urlparse
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+DEFAULTS_YAML = Path(__file__).with_name("defaults.yaml")
+USER_YAML_ENV = "STREAMLEARN_CONFIG"
+
+
+class ConfigError(Exception):
+    """An invalid configuration value; the message names the field and what is allowed."""
+
+
+class _Section(BaseSettings):
+    """Base class: a YAML section plus ``STREAMLEARN_<SECTION>_`` environment variables."""
+
+    section: ClassVar[str] = ""
+
+    model_config = SettingsConfigDict(frozen=True, extra="forbid", validate_default=True)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.section:
+            cls.model_config = SettingsConfigDict(
+                **{**cls.model_config, "env_prefix": f"STREAMLEARN_{cls.section.upper()}_"}
+            )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        user_yaml = os.environ.get(USER_YAML_ENV)
+        if user_yaml:
+            sources.append(_section_source(settings_cls, Path(user_yaml), cls.section))
+        sources.append(_section_source(settings_cls, DEFAULTS_YAML, cls.section))
+        return tuple(sources)
+
+
+def _section_source(
+    settings_cls: type[BaseSettings], path: Path, section: str
+) -> PydanticBaseSettingsSource:
+    if not path.is_file():
+        raise ConfigError(f"configuration file {path} does not exist")
+    source = YamlConfigSettingsSource(settings_cls, yaml_file=path)
+    # A missing section means "nothing set here", not an error.
+    data = source.yaml_data.get(section) if isinstance(source.yaml_data, dict) else None
+    source.yaml_data = data or {}
+    source.init_kwargs = source.yaml_data
+    return source
+
+
+class StackSettings(_Section):
+    """The local stack `make up` runs without Docker (Kafka KRaft + redis-server)."""
+
+    section: ClassVar[str] = "stack"
+
+    home: Path = Path(".streamlearn")
+    kafka_version: str = "3.9.1"
+    kafka_controller_port: int = Field(9093, ge=1, le=65535)
+    kafka_heap_mb: int = Field(512, ge=128, le=512)
+    start_timeout_s: float = Field(90.0, gt=0)
+
+
+class KafkaSettings(_Section):
+    """Broker address, topic names and topic layout."""
+
+    section: ClassVar[str] = "kafka"
+
+    bootstrap_servers: str = "127.0.0.1:9092"
+    predictions_topic: str = "predictions"
+    events_topic: str = "events"
+    examples_topic: str = "examples"
+    dlq_topic: str = "dlq"
+    late_labels_topic: str = "late-labels"
+    partitions: int = Field(3, ge=1, le=1024)
+    replication_factor: int = Field(1, ge=1)
+    retention_ms: int = Field(7 * 24 * 3600 * 1000, ge=60_000)
+    dlq_retention_ms: int = Field(30 * 24 * 3600 * 1000, ge=60_000)
+
+    @field_validator("bootstrap_servers")
+    @classmethod
+    def _hostport(cls, value: str) -> str:
+        for server in value.split(","):
+            host, sep, port = server.strip().rpartition(":")
+            if not sep or not host or not port.isdigit():
+                raise ValueError(f"expected host:port[,host:port...], got {value!r}")
+        return value
+
+    @property
+    def data_topics(self) -> tuple[str, str, str]:
+        """The three co-partitioned topics keyed by prediction_id."""
+        return (self.predictions_topic, self.events_topic, self.examples_topic)
+
+    def first_server(self) -> tuple[str, int]:
+        """Host and port of the first bootstrap server."""
+        host, _, port = self.bootstrap_servers.split(",")[0].strip().rpartition(":")
+        return host, int(port)
+
+
+class RedisSettings(_Section):
+    """Where the registry lives."""
+
+    section: ClassVar[str] = "redis"
+
+    url: str = "redis://127.0.0.1:6379/0"
+
+    @field_validator("url")
+    @classmethod
+    def _redis_url(cls, value: str) -> str:
+        parsed = urlparse(value)
+        if parsed.scheme not in ("redis", "rediss") or not parsed.hostname:
+            raise ValueError(f"expected redis://host:port/db, got {value!r}")
+        return value
+
+    def host_port(self) -> tuple[str, int]:
+        """Host and port of the Redis server."""
+        parsed = urlparse(self.url)
+        return parsed.hostname or "127.0.0.1", parsed.port or 6379
+
+
+class SchemaSettings(_Section):
+    """Bounds the strict message decoder applies to timestamps."""
+
+    section: ClassVar[str] = "schema"
+
+    max_past_ms: int = Field(30 * 24 * 3600 * 1000, gt=0)
+    max_future_ms: int = Field(10 * 60 * 1000, gt=0)
+
+
+class ServingSettings(_Section):
+    """The FastAPI serving process."""
+
+    section: ClassVar[str] = "serving"
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    admin_token: SecretStr = SecretStr("change-me")
+    max_candidates: int = Field(500, ge=1)
+
+
+class JoinerSettings(_Section):
+    """The natural-label joiner."""
+
+    section: ClassVar[str] = "joiner"
+
+    attribution_window_ms: int = Field(30_000, gt=0)
+    policy: Literal["impression_required", "all_served"] = "impression_required"
+    allowed_lateness_ms: int = Field(5_000, ge=0)
+    idle_timeout_ms: int = Field(10_000, gt=0)
+    max_event_lead_ms: int = Field(60_000, ge=0)
+    max_pending: int = Field(1_000_000, ge=1)
+    emit_late_labels: bool = True
+
+
+class TrainerSettings(_Section):
+    """The micro-batch trainer."""
+
+    section: ClassVar[str] = "trainer"
+
+    mode: Literal["stateful", "stateless"] = "stateful"
+    model: Literal["fm", "logreg", "deepfm", "river_logreg", "river_hoeffding"] = "fm"
+    batch_size: int = Field(512, ge=1)
+    max_wait_ms: int = Field(5_000, gt=0)
+    replay_ratio: float = Field(0.0, ge=0.0, le=1.0)
+    per_user_cap: int = Field(32, ge=1)
+    stateless_window: int = Field(50_000, ge=1)
+    hash_bits: int = Field(18, ge=8, le=26)
+    seed: int = 0
+
+
+class GateSettings(_Section):
+    """The promotion gate."""
+
+    section: ClassVar[str] = "gate"
+
+    min_examples: int = Field(1024, ge=1)
+    margin: float = Field(0.0, ge=0.0)
+    alpha: float = Field(0.05, gt=0.0, lt=1.0)
+    sanity_tolerance: float = Field(0.01, ge=0.0)
+    calibration_tolerance: float = Field(0.25, ge=0.0)
+    auc_floor: float = Field(0.55, ge=0.0, le=1.0)
+
+
+S = TypeVar("S", bound="_Section")
+
+
+def describe_error(cls: type[_Section], err: ValidationError) -> str:
+    """Turn a pydantic error into one line per field, naming the env variable to fix.
+
+    Example:
+        >>> try:
+        ...     TrainerSettings(mode="sometimes")
+        ... except ValidationError as e:
+        ...     print(describe_error(TrainerSettings, e))
+        invalid trainer setting 'mode' (env STREAMLEARN_TRAINER_MODE): Input should be 'stateful' or 'stateless', got 'sometimes'
+    """
+    lines = []
+    for item in err.errors():
+        field = ".".join(str(p) for p in item["loc"]) or "?"
+        env = f"STREAMLEARN_{cls.section.upper()}_{field.upper()}"
+        got = item.get("input")
+        shown = "" if isinstance(got, dict) else f", got {got!r}"
+        lines.append(
+            f"invalid {cls.section} setting '{field}' (env {env}): {item['msg']}{shown}"
+        )
+    return "\n".join(lines)
+
+
+def load(cls: type[S], **overrides: Any) -> S:
+    """Build one settings class, turning validation errors into a ConfigError.
+
+    Raises:
+        ConfigError: a value is invalid; the message names the field and the allowed values.
+    """
+    try:
+        return cls(**overrides)
+    except ValidationError as err:
+        raise ConfigError(describe_error(cls, err)) from None
