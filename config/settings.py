@@ -83,6 +83,8 @@ class StackSettings(_Section):
     section: ClassVar[str] = "stack"
 
     home: Path = Path(".streamlearn")
+    # Resolved Kafka jars; defaults to <home>/cache. Share it between homes to skip Maven.
+    cache_dir: Path | None = None
     kafka_version: str = "3.9.1"
     kafka_controller_port: int = Field(9093, ge=1, le=65535)
     kafka_heap_mb: int = Field(512, ge=128, le=512)
@@ -221,7 +223,7 @@ def describe_error(cls: type[_Section], err: ValidationError) -> str:
         ... except ValidationError as e:
         ...     print(describe_error(TrainerSettings, e))
         invalid trainer setting 'mode' (env STREAMLEARN_TRAINER_MODE): Input should be 'stateful' or 'stateless', got 'sometimes'
-    """
+    """  # noqa: E501
     lines = []
     for item in err.errors():
         field = ".".join(str(p) for p in item["loc"]) or "?"

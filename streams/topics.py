@@ -13,6 +13,7 @@ Example:
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -64,7 +65,9 @@ def plan_topics(specs: Sequence[TopicSpec], existing: Mapping[str, int]) -> Topi
     """
     errors: list[str] = []
     notes: list[str] = []
-    found_data = {s.name: existing[s.name] for s in specs if s.co_partitioned and s.name in existing}
+    found_data = {
+        s.name: existing[s.name] for s in specs if s.co_partitioned and s.name in existing
+    }
     if len(set(found_data.values())) > 1:
         shown = ", ".join(f"{name}={n}" for name, n in sorted(found_data.items()))
         errors.append(
@@ -75,7 +78,10 @@ def plan_topics(specs: Sequence[TopicSpec], existing: Mapping[str, int]) -> Topi
         have = existing.get(spec.name)
         if have is None or have == spec.partitions:
             continue
-        message = f"topic '{spec.name}' exists with {have} partitions, configuration says {spec.partitions}"
+        message = (
+            f"topic '{spec.name}' exists with {have} partitions, "
+            f"configuration says {spec.partitions}"
+        )
         (errors if spec.co_partitioned else notes).append(message)
     create = tuple(s for s in specs if s.name not in existing)
     if errors:
@@ -115,7 +121,18 @@ def ensure_topics(
     for name, future in admin.create_topics(new, operation_timeout=timeout_s).items():
         try:
             future.result(timeout=timeout_s)
-        except Exception as err:  # a concurrent creator won the race: that is fine
+        except Exception as err:  # a concurrent creator won the race: checked below
             if "TOPIC_ALREADY_EXISTS" not in str(err) and "already exists" not in str(err):
                 raise TopicError(f"could not create topic '{name}': {err}") from err
+    # Return only once clients can use the topics, and re-check the layout: a concurrent
+    # creator may have won with another partition count.
+    wanted = {s.name for s in plan.create}
+    deadline = time.monotonic() + timeout_s
+    while not wanted <= (found := existing_topics(admin)).keys():
+        if time.monotonic() > deadline:
+            raise TopicError(f"topics not visible after {timeout_s:.0f} s: {sorted(wanted)}")
+        time.sleep(0.1)
+    after = plan_topics(topic_specs(settings), found)
+    if after.errors:
+        raise TopicError("; ".join(after.errors))
     return plan

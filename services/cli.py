@@ -1,0 +1,143 @@
+"""The `streamlearn` console script.
+
+Settings are built here, once per process, and passed down. A bad configuration value stops
+the process at start with exit code 2 and a message naming the field and the allowed values.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from rich.console import Console
+from rich.table import Table
+
+from config.settings import (
+    ConfigError,
+    KafkaSettings,
+    RedisSettings,
+    SchemaSettings,
+    StackSettings,
+    load,
+)
+from services.stack.manager import Stack
+from services.stack.process import StackError
+
+console = Console(highlight=False)
+
+
+def _stack() -> Stack:
+    return Stack(load(StackSettings), load(KafkaSettings), load(RedisSettings))
+
+
+def cmd_stack_up(args: argparse.Namespace) -> int:
+    stack = _stack()
+    with console.status("starting the local stack (first run fetches Kafka's jars)…"):
+        reports = stack.up()
+    for r in reports:
+        took = f" in {r.seconds:.1f} s" if r.action == "started" else ""
+        console.print(f"[green]✔[/] {r.name}: {r.action}{took}")
+    return 0
+
+
+def cmd_stack_down(args: argparse.Namespace) -> int:
+    stack = _stack()
+    stopped = stack.down()
+    console.print(f"stopped: {', '.join(stopped) if stopped else 'nothing was running'}")
+    return 0
+
+
+def cmd_stack_status(args: argparse.Namespace) -> int:
+    stack = _stack()
+    table = Table("service", "address", "pid", "state")
+    statuses = stack.status()
+    for s in statuses:
+        colour = {"running": "green", "stopped": "red"}.get(s.state, "yellow")
+        table.add_row(s.name, s.address, str(s.pid or "-"), f"[{colour}]{s.state}[/]")
+    console.print(table)
+    return 0 if all(s.answering for s in statuses) else 1
+
+
+def cmd_topics_create(args: argparse.Namespace) -> int:
+    from confluent_kafka.admin import AdminClient
+
+    from streams.topics import TopicError, ensure_topics
+
+    kafka = load(KafkaSettings)
+    admin = AdminClient({"bootstrap.servers": kafka.bootstrap_servers})
+    try:
+        plan = ensure_topics(admin, kafka)
+    except TopicError as err:
+        console.print(f"[red]error:[/] {err}")
+        return 1
+    for spec in plan.create:
+        console.print(f"[green]created[/] {spec.name} ({spec.partitions} partitions)")
+    for name in plan.existing:
+        console.print(f"exists  {name}")
+    for note in plan.notes:
+        console.print(f"[yellow]note:[/] {note}")
+    return 0
+
+
+def cmd_demo_roundtrip(args: argparse.Namespace) -> int:
+    from services.roundtrip import roundtrip
+
+    hops = roundtrip(load(KafkaSettings), load(SchemaSettings))
+    for hop in hops:
+        console.print(
+            f"[green]✔[/] {hop.topic}[{hop.partition}]@{hop.offset} "
+            f"round trip {hop.ms:.1f} ms: {hop.message}"
+        )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command tree; each leaf sets ``func``."""
+    parser = argparse.ArgumentParser(prog="streamlearn", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def group(name: str, help_: str, leaves: dict[str, tuple[str, Callable[..., int]]]) -> None:
+        node = sub.add_parser(name, help=help_).add_subparsers(dest="action", required=True)
+        for leaf, (leaf_help, func) in leaves.items():
+            node.add_parser(leaf, help=leaf_help).set_defaults(func=func)
+
+    group(
+        "stack",
+        "the local Kafka + Redis stack (what make up/down/status run)",
+        {
+            "up": ("start Kafka (KRaft) and redis-server; idempotent", cmd_stack_up),
+            "down": ("stop what 'stack up' started", cmd_stack_down),
+            "status": ("show what runs (exit 1 unless all answer)", cmd_stack_status),
+        },
+    )
+    group(
+        "topics",
+        "Kafka topics",
+        {"create": ("create the configured topics (idempotent)", cmd_topics_create)},
+    )
+    group(
+        "demo",
+        "demonstrations",
+        {"roundtrip": ("produce a prediction and a click, read both back", cmd_demo_roundtrip)},
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ConfigError as err:
+        console.print(f"[red]configuration error[/]\n{err}")
+        return 2
+    except StackError as err:
+        console.print(f"[red]stack error:[/] {err}")
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
