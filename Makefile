@@ -20,13 +20,15 @@ help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 20
 
 # Debian packages the stack needs: redis-server, a JDK for Kafka, Maven to fetch Kafka's jars,
-# prometheus for promtool and the Prometheus server.
+# prometheus for promtool and the Prometheus server, a compose client to check docker-compose.yml.
 system-deps: ## install missing system packages (apt-get)
 	@missing=""; \
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
 	command -v java >/dev/null         || missing="$$missing openjdk-17-jre-headless"; \
 	command -v mvn >/dev/null          || missing="$$missing maven"; \
 	command -v promtool >/dev/null     || missing="$$missing prometheus"; \
+	docker compose version >/dev/null 2>&1 || command -v docker-compose >/dev/null \
+	                                   || missing="$$missing docker-compose"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  $(SUDO) apt-get update -q && \

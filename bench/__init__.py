@@ -1,0 +1,12 @@
+"""Benchmarks: ``python -m bench NAME --json``. Each entry takes ``quick`` and a console."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from bench import kafka
+
+BENCHMARKS: dict[str, Callable[..., dict[str, Any]]] = {
+    "kafka": kafka.run,
+}

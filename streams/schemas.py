@@ -13,7 +13,7 @@ Example:
     >>> decode_event(b'{"type": "like", "prediction_id": "p1", "ts": 1763800000123}',
     ...              now_ms=1763800001000, bounds=bounds).reason
     "field 'type': expected one of click, conversion, impression, got 'like'"
-"""
+"""  # noqa: E501
 
 from __future__ import annotations
 

@@ -115,8 +115,7 @@ class Stack:
             StackError: a port is taken by a process that is not ours, a prerequisite is
                 missing, or a service did not answer within ``start_timeout_s``.
         """
-        self.settings.home.mkdir(parents=True, exist_ok=True)
-        return [self._up_redis(), self._up_kafka()]
+        return [self.up_redis(), self.up_kafka()]
 
     def down(self) -> list[str]:
         """Stop the processes this stack started; returns the names of those stopped."""
@@ -126,7 +125,8 @@ class Stack:
                 stopped.append(proc.name)
         return stopped
 
-    def _up_redis(self) -> StartReport:
+    def up_redis(self) -> StartReport:
+        """Start redis-server unless it runs (idempotent)."""
         url = self.redis_settings.url
         return self._ensure(
             self.redis.process,
@@ -136,7 +136,8 @@ class Stack:
             argv=lambda: redis_mod.redis_argv(self.redis),
         )
 
-    def _up_kafka(self) -> StartReport:
+    def up_kafka(self) -> StartReport:
+        """Start the Kafka broker unless it runs (idempotent)."""
         layout = self.kafka
         bootstrap = self.kafka_settings.bootstrap_servers
 
@@ -163,6 +164,7 @@ class Stack:
         argv: Callable[[], list[str]],
     ) -> StartReport:
         t0 = time.monotonic()
+        self.settings.home.mkdir(parents=True, exist_ok=True)
         if proc.running_pid() is not None:
             self._wait(proc, ready)
             return StartReport(proc.name, "already running", time.monotonic() - t0)
