@@ -17,7 +17,13 @@ from confluent_kafka.admin import AdminClient
 from config.settings import KafkaSettings, RedisSettings, StackSettings
 from services.stack import kafka as kafka_mod
 from services.stack import redis as redis_mod
-from services.stack.process import ManagedProcess, StackError, port_open, wait_until
+from services.stack.process import (
+    ManagedProcess,
+    StackError,
+    pid_alive,
+    port_open,
+    wait_until,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,16 +171,16 @@ class Stack:
     ) -> StartReport:
         t0 = time.monotonic()
         self.settings.home.mkdir(parents=True, exist_ok=True)
-        if proc.running_pid() is not None:
-            self._wait(proc, ready)
+        if (pid := proc.running_pid()) is not None:
+            self._wait(proc, ready, pid)
             return StartReport(proc.name, "already running", time.monotonic() - t0)
         for port in ports:
             self._refuse_foreign_port(proc, host, port)
-        proc.start(argv())
+        pid = proc.start(argv())
         try:
-            self._wait(proc, ready)
-        except StackError:
-            proc.stop(timeout_s=10.0)  # leave nothing half-started behind
+            self._wait(proc, ready, pid)
+        except BaseException:
+            proc.stop(timeout_s=10.0, pid=pid)  # leave nothing half-started behind
             raise
         return StartReport(proc.name, "started", time.monotonic() - t0)
 
@@ -186,11 +192,11 @@ class Stack:
                 f"SERVERS, STREAMLEARN_STACK_KAFKA_CONTROLLER_PORT, STREAMLEARN_REDIS_URL)"
             )
 
-    def _wait(self, proc: ManagedProcess, ready: Callable[[], bool]) -> None:
+    def _wait(self, proc: ManagedProcess, ready: Callable[[], bool], pid: int) -> None:
         timeout = self.settings.start_timeout_s
 
         def ok() -> bool:
-            if proc.running_pid() is None:
+            if not pid_alive(pid):
                 raise StackError(f"{proc.name} exited during start; log:\n{proc.log_tail()}")
             return ready()
 

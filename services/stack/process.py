@@ -41,7 +41,14 @@ class ManagedProcess:
         pid = self.read_pid()
         if pid is None or not pid_alive(pid):
             return None
-        return pid if self.marker in cmdline(pid) else None
+        # A process rewriting its title (redis does at start) shows a blank command line for
+        # a moment: read again before deciding it is not ours.
+        for _ in range(20):
+            line = cmdline(pid)
+            if line.strip():
+                return pid if self.marker in line else None
+            time.sleep(0.01)
+        return None
 
     def start(self, argv: Sequence[str], cwd: Path | None = None) -> int:
         """Start ``argv`` detached (own session, output to the log file); record its PID."""
@@ -59,15 +66,20 @@ class ManagedProcess:
         self.pidfile.write_text(f"{proc.pid}\n")
         return proc.pid
 
-    def stop(self, timeout_s: float = 30.0) -> bool:
+    def stop(self, timeout_s: float = 30.0, pid: int | None = None) -> bool:
         """SIGTERM the process, SIGKILL it after ``timeout_s``; remove the PID file.
+
+        Args:
+            timeout_s: how long a clean shutdown may take.
+            pid: a PID known to be ours (one just started); default: the recorded one, if it
+                is alive and ours.
 
         Returns:
             True when a running process was stopped, False when none was running.
         """
-        pid = self.running_pid()
+        pid = pid if pid is not None else self.running_pid()
         stopped = False
-        if pid is not None:
+        if pid is not None and pid_alive(pid):
             os.kill(pid, signal.SIGTERM)
             if not wait_until(lambda: not pid_alive(pid), timeout_s):
                 os.kill(pid, signal.SIGKILL)
