@@ -82,10 +82,14 @@ def roundtrip(kafka: KafkaSettings, schema: SchemaSettings) -> list[Hop]:
             "bootstrap.servers": kafka.bootstrap_servers,
             "group.id": f"streamlearn-roundtrip-{uuid.uuid4().hex[:8]}",
             "enable.auto.commit": False,
+            # Re-assigning to the second topic otherwise waits out a 500 ms fetch long-poll.
+            "fetch.wait.max.ms": 10,
         }
     )
     hops = []
     try:
+        # Metadata for both topics up front, so re-assigning does not wait to learn it.
+        consumer.list_topics(timeout=10)
         for topic, message, decode in (
             (kafka.predictions_topic, prediction, decode_prediction),
             (kafka.events_topic, click, decode_event),

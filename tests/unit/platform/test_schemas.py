@@ -137,7 +137,8 @@ def test_key_must_match_prediction_id() -> None:
 
 
 def test_example_label_and_timestamps_are_checked() -> None:
-    assert "field 'label': expected 0 or 1, got 2" in reason(decode_example(raw(make_example(label=2))))
+    got = reason(decode_example(raw(make_example(label=2))))
+    assert "field 'label': expected 0 or 1, got 2" in got
     assert "got True" in reason(decode_example(raw(make_example(label=True))))
     assert "earlier than ts_prediction" in reason(
         decode_example(raw(make_example(ts_label=NOW - 1)))
