@@ -244,7 +244,7 @@ def format_storage(layout: KafkaLayout, props: Path, log_conf: Path) -> bool:
     if (layout.data_dir / "meta.properties").exists():
         return False
     layout.data_dir.mkdir(parents=True, exist_ok=True)
-    cluster_id = _kafka_cluster_id()
+    cluster_id = kafka_cluster_id()
     cmd = [
         _java(), "-Xmx256m", "-XX:TieredStopAtLevel=1", _log_flag(log_conf),
         "-cp", f"{layout.lib_dir}/*", "kafka.tools.StorageTool",
@@ -256,9 +256,16 @@ def format_storage(layout: KafkaLayout, props: Path, log_conf: Path) -> bool:
     return True
 
 
-def _kafka_cluster_id() -> str:
-    # Kafka's random-uuid: 16 random bytes, URL-safe base64 without padding.
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+def kafka_cluster_id() -> str:
+    """A cluster id as Kafka's ``random-uuid`` makes it: URL-safe base64 of 16 random bytes.
+
+    Like Kafka's ``Uuid.randomUuid`` it never starts with '-': the storage tool's argument
+    parser would take such an id for an option (one start in 64 failed before this).
+    """
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 def broker_argv(layout: KafkaLayout, props: Path, log_conf: Path) -> list[str]:

@@ -3,7 +3,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from config.settings import KafkaSettings, RedisSettings, StackSettings
-from services.stack.kafka import KafkaLayout, broker_argv, pom_xml, server_properties
+from services.stack.kafka import (
+    KafkaLayout,
+    broker_argv,
+    kafka_cluster_id,
+    pom_xml,
+    server_properties,
+)
 from services.stack.redis import RedisLayout, redis_conf
 
 
@@ -56,3 +62,9 @@ def test_redis_conf_persists_with_aof_every_second_on_loopback() -> None:
     assert "appendonly yes" in conf and "appendfsync everysec" in conf
     assert "dir /tmp/sl/redis" in conf
     assert lay.process.marker == "/tmp/sl/redis/redis.conf"
+
+
+def test_cluster_ids_never_start_with_a_dash() -> None:
+    ids = [kafka_cluster_id() for _ in range(5000)]  # ~78 would start with '-' by chance
+    assert all(len(i) == 22 and not i.startswith("-") for i in ids)
+    assert len(set(ids)) == len(ids)
