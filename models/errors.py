@@ -1,0 +1,24 @@
+"""Exceptions of the models package: one root, ``ModelError``, and a subclass per kind of fault.
+
+Callers that only want "the learning core refused this" catch ``ModelError``; the subclasses
+let a trainer tell bad input (route to the DLQ) from a bad blob (refuse to load) from a bad
+configuration (fail at start-up).
+"""
+
+from __future__ import annotations
+
+
+class ModelError(Exception):
+    """Root of every error raised by ``models``."""
+
+
+class HyperparameterError(ModelError, ValueError):
+    """An unknown model name, an unknown hyperparameter or a value out of range."""
+
+
+class BatchError(ModelError, ValueError):
+    """A batch the models cannot learn from: lengths differ, labels not 0/1, bad feature type."""
+
+
+class BlobError(ModelError, ValueError):
+    """Bytes that are not a model saved by ``Model.save`` (bad magic, header or checksum)."""
