@@ -308,38 +308,30 @@ def _pad(flat_idx: np.ndarray, flat_val: np.ndarray, lengths: np.ndarray) -> Enc
     return EncodedBatch(indices, values, lengths)
 
 
-def river_features(
-    x: FeatureDict, crosses: Iterable[tuple[str, str]], *, one_hot: bool
-) -> dict[str, Any]:
-    """A feature dict as river learners take it, with raw (unhashed) keys.
+def split_features(
+    x: FeatureDict, crosses: Iterable[tuple[str, str]]
+) -> tuple[dict[str, float], dict[str, str]]:
+    """A feature dict as raw (unhashed) numeric and categorical parts, for river learners.
 
-    Numbers pass through as floats (river's own scaler and splitters handle them). With
-    ``one_hot`` (linear models) categoricals become ``{"key=value": 1.0}``; without it (trees)
-    they stay ``{"key": "value"}`` for river's nominal splitters. Crosses are added like
-    categoricals under ``"a&b"``.
+    Numbers become floats, strings and booleans strings; missing and non-finite values are
+    dropped; each cross present adds ``"a&b": "<va>|<vb>"`` to the categoricals. Both parts keep
+    the dict's key order, so river sees numerics exactly as it would the original dict.
 
     Example:
-        >>> river_features({"device": "tv", "price": 3}, (), one_hot=True)
-        {'device=tv': 1.0, 'price': 3.0}
-        >>> river_features({"device": "tv", "ok": True}, [("device", "ok")], one_hot=False)
-        {'device': 'tv', 'ok': 'True', 'device&ok': 'tv|True'}
+        >>> split_features({"device": "tv", "price": 3, "ok": True}, [("device", "ok")])
+        ({'price': 3.0}, {'device': 'tv', 'ok': 'True', 'device&ok': 'tv|True'})
     """
-    out: dict[str, Any] = {}
+    numeric: dict[str, float] = {}
+    categorical: dict[str, str] = {}
     for key, value in x.items():
         kind = _kind(key, value)
         if kind == "num":
-            out[key] = float(value)
+            numeric[key] = float(value)
         elif kind == "cat":
-            if one_hot:
-                out[f"{key}={value}"] = 1.0
-            else:
-                out[key] = str(value)
+            categorical[key] = str(value)
     for a, b in crosses:
         va = x.get(a)
         vb = x.get(b)
         if va is not None and vb is not None:
-            if one_hot:
-                out[f"{a}={va}&{b}={vb}"] = 1.0
-            else:
-                out[f"{a}&{b}"] = f"{va}|{vb}"
-    return out
+            categorical[f"{a}&{b}"] = f"{va}|{vb}"
+    return numeric, categorical

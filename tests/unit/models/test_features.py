@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -21,7 +22,7 @@ _ROOT = Path(__file__).resolve().parents[3]
 MASK_18 = (1 << 18) - 1
 
 
-def entries(encoder: FeatureEncoder, x: dict[str, object]) -> dict[int, float]:
+def entries(encoder: FeatureEncoder, x: dict[str, Any]) -> dict[int, float]:
     """The non-padding (index, value) pairs of one encoded dict."""
     row = encoder.encode([x])
     n = int(row.lengths[0])
