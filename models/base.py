@@ -9,7 +9,7 @@ Blob layout (``Model.save``)::
     b"SLM1" | header length (4 bytes, big endian) | JSON header | payload
 
 The header names the model class, its hyperparameters, the encoder state, the payload kind
-(``"torch"``: ``torch.save`` of tensors only; ``"pickle"``: a river pipeline) and the payload's
+(``"torch"``: ``torch.save`` of tensors only; ``"pickle"``: river estimators) and the payload's
 SHA-256. The checksum catches truncation and corruption; it is *not* authentication — the
 registry signs blobs (HMAC) and must verify them before calling ``load_model``.
 """
@@ -38,8 +38,9 @@ _MAX_HEADER_BYTES: Final = 64 * 1024 * 1024
 class Model(ABC):
     """A CTR learner: scores and learns micro-batches of flat feature dicts.
 
-    Subclasses set ``name`` (the factory name, e.g. ``"fm"``), which also registers them for
-    ``load_model``.
+    Scoring never changes a model's state (serving may score with the champion while nothing
+    else touches it); learning changes it in place. Subclasses set ``name`` (the factory name,
+    e.g. ``"fm"``), which also registers them for ``load_model``.
     """
 
     name: ClassVar[str] = ""

@@ -166,8 +166,8 @@ class FeatureEncoder:
         mask = self._mask
         crc = zlib.crc32
         crosses = self.spec.crosses
+        # Every entry has value 1.0 except numeric z-scores, filled in below: no value list.
         idx: list[int] = []
-        val: list[float] = []
         lengths: list[int] = []
         num_pos: dict[str, list[int]] = {}
         num_val: dict[str, list[float]] = {}
@@ -185,22 +185,19 @@ class FeatureEncoder:
                     kind = _kind(key, value)
                 if kind == "cat":
                     idx.append(crc(f"{key}={value}".encode()) & mask)
-                    val.append(1.0)
                 elif kind == "num":
                     # Two placeholders (z-score, bucket), filled in per key with numpy below.
                     num_pos.setdefault(key, []).append(len(idx))
                     num_val.setdefault(key, []).append(value)  # type: ignore[arg-type]
                     idx.extend((0, 0))
-                    val.extend((0.0, 1.0))
             for a, b in crosses:
                 va = x.get(a)
                 vb = x.get(b)
                 if va is not None and vb is not None:
                     idx.append(crc(f"{a}={va}&{b}={vb}".encode()) & mask)
-                    val.append(1.0)
             lengths.append(len(idx) - start)
         flat_idx = np.array(idx, dtype=np.int64)
-        flat_val = np.array(val, dtype=np.float32)
+        flat_val = np.ones(flat_idx.size, dtype=np.float32)
         for key, positions in num_pos.items():
             self._fill_numeric(key, positions, num_val[key], flat_idx, flat_val, learn)
         return _pad(flat_idx, flat_val, np.array(lengths, dtype=np.int64))

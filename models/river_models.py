@@ -2,9 +2,10 @@
 
 River learns one example at a time; ``learn_many`` loops ``learn_one`` in batch order, so a
 batch of size 1 is exactly river's own test-then-train. Features reach river either raw
-(``features="raw"``, the default: numbers as they are, categoricals one-hot for the linear model
-or nominal for the tree; river's scaler and splitters do the rest) or hashed through the shared
-``FeatureEncoder`` (``features="hashed"``: bounded memory whatever the number of ids).
+(``features="raw"``, the default: numbers as they are, scaled by river's ``StandardScaler`` for
+the linear model; categoricals one-hot for the linear model, nominal for the tree) or hashed
+through the shared ``FeatureEncoder`` (``features="hashed"``: bounded memory whatever the number
+of ids). River is pure Python: expect thousands, not tens of thousands, of examples a second.
 
 Saved as a pickle behind the common JSON header, so the registry can check its HMAC before
 ``load_model`` unpickles it.
@@ -24,7 +25,7 @@ from river import linear_model, optim, preprocessing, tree
 
 from models.base import Model, check_labels, log_loss, logit, pack_blob
 from models.errors import BlobError, HyperparameterError
-from models.features import Batch, FeatureEncoder, FeatureSpec, split_features
+from models.features import Batch, FeatureEncoder, FeatureSpec, split_features, stable_hash
 
 FeatureMode = Literal["raw", "hashed"]
 # One prepared example: (numeric features, categorical features); hashed rows are all numeric.
@@ -67,6 +68,10 @@ class RiverHoeffdingConfig:
         delta: Allowed split error (Hoeffding bound confidence).
         leaf_prediction: ``"mc"``, ``"nb"`` or ``"nba"``.
         max_depth: Depth limit, None for none.
+        max_categories: Raw categorical values are hashed into this many nominal values per
+            key. River evaluates a binary nominal split in time quadratic in a key's distinct
+            values, and an id key has unboundedly many: 100k user ids took a split attempt to
+            seconds. Categories colliding in one bucket are merged.
         prior_ctr: Score of a tree that has not seen any example yet.
         seed: Seeds the tree's bootstrap sampling.
     """
@@ -76,13 +81,14 @@ class RiverHoeffdingConfig:
     delta: float = 1e-7
     leaf_prediction: Literal["mc", "nb", "nba"] = "nba"
     max_depth: int | None = None
+    max_categories: int = 64
     prior_ctr: float = 0.05
     seed: int = 0
 
     def __post_init__(self) -> None:
         _check_common(self.features, self.prior_ctr)
-        if self.grace_period < 1 or not 0 < self.delta < 1:
-            raise HyperparameterError("need grace_period >= 1 and 0 < delta < 1")
+        if self.grace_period < 1 or not 0 < self.delta < 1 or self.max_categories < 2:
+            raise HyperparameterError("need grace_period >= 1, 0 < delta < 1, max_categories >= 2")
         if self.leaf_prediction not in ("mc", "nb", "nba"):
             got = self.leaf_prediction
             raise HyperparameterError(f"leaf_prediction: expected mc, nb or nba, got {got!r}")
@@ -231,7 +237,11 @@ class RiverLogReg(RiverModel):
         numeric, categorical = row
         if self.config.features == "hashed":
             return numeric
-        x = self.river["scaler"].transform_one(numeric)
+        scaler = self.river["scaler"]
+        # river's transform_one reads its defaultdicts, inserting every key it has not learnt:
+        # scoring would then grow the model. Drop such keys first; river would scale them to
+        # 0, which a linear model treats exactly like absence.
+        x = scaler.transform_one({k: v for k, v in numeric.items() if k in scaler.counts})
         x.update({f"{k}={v}": 1.0 for k, v in categorical.items()})
         return x
 
@@ -248,10 +258,11 @@ class RiverLogReg(RiverModel):
 class RiverHoeffding(RiverModel):
     """``river_hoeffding``: river's Hoeffding adaptive tree (drift-aware subtree swaps).
 
-    Categoricals stay nominal values and splits are binary (``value == v`` or not): multiway
-    splits let a high-cardinality key such as a user id (or a user × category cross) win on
-    noise, hundreds of one-example leaves. Hashed mode is available but weak for trees: river
-    treats an absent key as missing, not 0, so a hashed indicator has nothing to split on.
+    Categoricals stay nominal (hashed into ``max_categories`` values per key) and splits are
+    binary (``value == v`` or not): multiway splits let a high-cardinality key such as a user
+    id, or a user × category cross, win on noise with hundreds of one-example leaves. Hashed
+    mode is available but weak for trees: river treats an absent key as missing, not 0, so a
+    hashed indicator has nothing to split on.
     """
 
     name = "river_hoeffding"
@@ -271,10 +282,15 @@ class RiverHoeffding(RiverModel):
             )
         }
 
-    def _proba_one(self, row: _Row) -> dict[Any, float]:
+    def _inputs(self, row: _Row) -> dict[Any, Any]:
         numeric, categorical = row
-        return self.river["tree"].predict_proba_one({**numeric, **categorical})
+        m = self.config.max_categories
+        # Bucket names stay strings so river keeps treating them as nominal values.
+        buckets = {k: f"#{stable_hash(v) % m}" for k, v in categorical.items()}
+        return {**numeric, **buckets}
+
+    def _proba_one(self, row: _Row) -> dict[Any, float]:
+        return self.river["tree"].predict_proba_one(self._inputs(row))
 
     def _learn_one(self, row: _Row, label: bool) -> None:
-        numeric, categorical = row
-        self.river["tree"].learn_one({**numeric, **categorical}, label)
+        self.river["tree"].learn_one(self._inputs(row), label)

@@ -13,8 +13,9 @@ differentiated, and written back with Adagrad (per-coordinate step sizes, the us
 sparse CTR features). No dense gradient over the whole table is ever formed, which keeps one
 batch-512 update in the low milliseconds.
 
-Threads: ``torch.set_num_threads`` is process-wide, so it is left to the entry point; one thread
-is fastest for batch-512 updates on small machines (see README/BENCHMARKS).
+Threads: ``torch.set_num_threads`` is process-wide, so it is left to the entry point. Batch-512
+updates are too small to gain from intra-op threads: on a 2-core machine one thread was as fast
+as two with a steadier p90, so entry points should call ``torch.set_num_threads(1)``.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from __future__ import annotations
 import copy
 import io
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -43,7 +44,8 @@ class LogRegConfig:
         lr: Adagrad learning rate.
         l2: L2 penalty on the table rows a batch touches (lazy, sparse-friendly).
         prior_ctr: Click rate a cold model predicts; the bias starts at its logit.
-        accumulator_init: Adagrad's initial squared-gradient sum; bounds the first steps.
+        accumulator_init: Adagrad's initial squared-gradient sum (tiny: a coordinate's first
+            step is then about ``lr`` whatever its gradient's scale).
         seed: Seeds every random initialisation.
     """
 
@@ -138,7 +140,7 @@ class TorchModel(Model):
 
     config_class: type[LogRegConfig] = LogRegConfig
 
-    def __init__(self, config: LogRegConfig | None = None, spec: FeatureSpec | None = None):
+    def __init__(self, config: LogRegConfig | None = None, spec: FeatureSpec | None = None) -> None:
         self.config = config or self.config_class()
         if type(self.config) is not self.config_class:
             raise HyperparameterError(f"{self.name} needs a {self.config_class.__name__}")
@@ -177,7 +179,7 @@ class TorchModel(Model):
         rows = self.net.table.detach()[uniq].requires_grad_()
         dense = {n: p for n, p in self.net.named_parameters() if p.requires_grad}
         loss = F.binary_cross_entropy_with_logits(self.net.logits(rows, inv, val), y)
-        objective = loss + self.config.l2 * rows.square().sum() if self.config.l2 else loss
+        objective = (loss + self.config.l2 * rows.square().sum()) if self.config.l2 else loss
         grads = torch.autograd.grad(objective, [rows, *dense.values()])
         lr = self.config.lr
         with torch.no_grad():
@@ -243,6 +245,7 @@ class TorchModel(Model):
                 n.removeprefix("acc."): tensors.pop(n) for n in list(tensors) if n[:4] == "acc."
             }
             model.net.load_state_dict(tensors)
+            _check_accumulators(model)
         except (KeyError, TypeError, RuntimeError, ValueError) as exc:
             raise BlobError(f"cannot rebuild {cls.name} from blob: {exc}") from exc
         return model
@@ -274,5 +277,16 @@ def _tensors(enc: EncodedBatch) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _config_dict(cfg: LogRegConfig) -> dict[str, Any]:
-    out = asdict(cfg)
-    return {f.name: list(v) if isinstance(v := out[f.name], tuple) else v for f in fields(cfg)}
+    """The config as JSON-ready keyword arguments (tuples become lists)."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(cfg).items()}
+
+
+def _check_accumulators(model: TorchModel) -> None:
+    """Refuse a blob whose optimiser state does not match its parameters."""
+    params = dict(model.net.named_parameters())
+    expected = {"table": params["table"].shape} | {
+        n: p.shape for n, p in params.items() if p.requires_grad
+    }
+    got = {"table": model._acc_table.shape} | {n: t.shape for n, t in model._acc_dense.items()}
+    if got != expected:
+        raise ValueError(f"optimiser state {got} does not match parameters {expected}")

@@ -59,6 +59,13 @@ def test_save_load_round_trip_scores_and_learns_identically(name: str) -> None:
     np.testing.assert_array_equal(restored.predict_proba_many(probe), scores)
 
 
+def test_scoring_does_not_change_the_model(name: str) -> None:
+    model = trained(name, hash_bits=12)
+    blob = model.save()
+    model.predict_proba_many(make_batch(50, seed=7) + [make_features(new_key=1.5)])
+    assert model.save() == blob
+
+
 def test_learn_many_does_not_mutate_its_input(name: str) -> None:
     model = build_model(name)
     batch, labels = make_stream(1, 64, seed=2)[0]
