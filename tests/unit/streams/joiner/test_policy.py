@@ -2,13 +2,8 @@
 
 from __future__ import annotations
 
-import doctest
-import importlib
-import pkgutil
-
 import pytest
 
-import streams.joiner
 from config.settings import JoinerSettings
 from streams.joiner import JoinerError, JoinPolicy
 from streams.joiner.settings import from_settings
@@ -46,17 +41,3 @@ def test_policy_from_settings_copies_every_join_field():
         attribution_window_ms=12_000, policy="all_served", allowed_lateness_ms=7,
         idle_timeout_ms=800, max_event_lead_ms=9_000, max_pending=77,
     )
-
-
-def _modules() -> list[str]:
-    package = streams.joiner
-    return [package.__name__] + [
-        m.name for m in pkgutil.walk_packages(package.__path__, package.__name__ + ".")
-    ]
-
-
-@pytest.mark.parametrize("name", _modules())
-def test_docstring_examples_run(name):
-    # The doctests are part of the suite, not only of `pytest --doctest-modules`.
-    result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
-    assert result.failed == 0
