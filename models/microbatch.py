@@ -1,0 +1,241 @@
+"""Gathering a stream into micro-batches: size/age batching, dedup, the per-user cap.
+
+Everything here is pure: the caller passes the clock (epoch milliseconds) as an argument, so
+a test can replay any arrival pattern without sleeping, and the Kafka adapter uses its own
+clock. Items are anything with ``prediction_id`` and ``features`` attributes (``Labeled`` in
+``models.training``; ``streams.schemas.Example`` fits without models importing it).
+
+Example:
+    >>> batcher = MicroBatcher(batch_size=2, max_wait_ms=1_000)
+    >>> batcher.add("a", now_ms=0) is None
+    True
+    >>> batcher.add("b", now_ms=10)
+    ['a', 'b']
+"""
+
+from __future__ import annotations
+
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Generic, Protocol, TypeVar
+
+T = TypeVar("T")
+
+
+class HasFeatures(Protocol):
+    """Anything carrying a flat feature dict (the user id, if any, is ``features["user_id"]``)."""
+
+    @property
+    def features(self) -> Mapping[str, Any]: ...
+
+
+F = TypeVar("F", bound=HasFeatures)
+
+
+class MicroBatcher(Generic[T]):
+    """Collects items until ``batch_size`` of them or until the oldest has waited ``max_wait_ms``.
+
+    Age is measured from the first item of the current batch, with the clock the caller passes.
+    ``add`` returns the completed batch, if this item completed one; ``poll`` lets an idle
+    consumer close a batch whose time is up although nothing new arrived.
+
+    Example:
+        >>> b = MicroBatcher(batch_size=10, max_wait_ms=100)
+        >>> b.add(1, now_ms=1_000), b.add(2, now_ms=1_050), b.deadline_ms
+        (None, None, 1100)
+        >>> b.poll(now_ms=1_099), b.poll(now_ms=1_100), len(b)
+        (None, [1, 2], 0)
+    """
+
+    def __init__(self, batch_size: int = 512, max_wait_ms: int = 5_000) -> None:
+        """Create an empty batcher.
+
+        Raises:
+            ValueError: ``batch_size`` < 1 or ``max_wait_ms`` < 0.
+        """
+        if batch_size < 1 or max_wait_ms < 0:
+            raise ValueError(f"need batch_size >= 1 and max_wait_ms >= 0, got {batch_size}, "
+                             f"{max_wait_ms}")
+        self.batch_size = batch_size
+        self.max_wait_ms = max_wait_ms
+        self._items: list[T] = []
+        self._first_ms: int | None = None
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    @property
+    def deadline_ms(self) -> int | None:
+        """When the pending batch is due by age (None while empty): a consumer's poll timeout."""
+        return None if self._first_ms is None else self._first_ms + self.max_wait_ms
+
+    def add(self, item: T, now_ms: int) -> list[T] | None:
+        """Append one item; return the batch if it is now full or old enough, else None."""
+        if self._first_ms is None:
+            self._first_ms = now_ms
+        self._items.append(item)
+        if len(self._items) >= self.batch_size:
+            return self.flush()
+        return self.poll(now_ms)
+
+    def poll(self, now_ms: int) -> list[T] | None:
+        """The pending batch if its oldest item has waited ``max_wait_ms``, else None."""
+        deadline = self.deadline_ms
+        if deadline is not None and now_ms >= deadline:
+            return self.flush()
+        return None
+
+    def flush(self) -> list[T]:
+        """Whatever is pending (possibly nothing), leaving the batcher empty."""
+        items, self._items, self._first_ms = self._items, [], None
+        return items
+
+
+class SeenIds:
+    """The recently trained ``prediction_id``s, so a redelivered example is not learnt twice.
+
+    Bounded by count (oldest forgotten first) and optionally by age. Kafka redelivers only
+    what was consumed after the last committed offset, so the bound needs to cover the
+    examples in flight between two commits, not the whole history. The state (``to_state``)
+    is a JSON-ready list of ``[prediction_id, seen_at_ms]`` pairs, oldest first: persist it
+    with each batch's outcome and offsets, restore it with ``from_state``.
+
+    Example:
+        >>> seen = SeenIds(capacity=2)
+        >>> seen.filter_new(["p1", "p2", "p1"], now_ms=0, key=str)
+        (['p1', 'p2'], 1)
+        >>> _ = seen.filter_new(["p3"], now_ms=1, key=str)
+        >>> "p1" in seen, "p3" in seen, seen.to_state()
+        (False, True, [['p2', 0], ['p3', 1]])
+    """
+
+    def __init__(self, capacity: int = 100_000, max_age_ms: int | None = None) -> None:
+        """Create an empty set.
+
+        Args:
+            capacity: How many ids are remembered at most.
+            max_age_ms: Ids older than this (by the caller's clock) are forgotten; None: never.
+
+        Raises:
+            ValueError: ``capacity`` < 1 or ``max_age_ms`` < 0.
+        """
+        if capacity < 1 or (max_age_ms is not None and max_age_ms < 0):
+            raise ValueError(f"need capacity >= 1 and max_age_ms >= 0, got {capacity}, "
+                             f"{max_age_ms}")
+        self.capacity = capacity
+        self.max_age_ms = max_age_ms
+        self._ids: OrderedDict[str, int] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def __contains__(self, prediction_id: object) -> bool:
+        return prediction_id in self._ids
+
+    def add(self, prediction_id: str, now_ms: int) -> bool:
+        """Remember one id; True if it was new (a repeat does not refresh its age)."""
+        if prediction_id in self._ids:
+            return False
+        self._ids[prediction_id] = now_ms
+        self._evict(now_ms)
+        return True
+
+    def filter_new(
+        self, items: Iterable[T], now_ms: int, key: Callable[[T], str] | None = None
+    ) -> tuple[list[T], int]:
+        """Keep the items whose id was not seen (nor repeated earlier in ``items``); remember them.
+
+        Args:
+            items: Items in arrival order.
+            now_ms: The caller's clock.
+            key: Maps an item to its id; default ``item.prediction_id``.
+
+        Returns:
+            The new items in order, and how many were dropped as duplicates.
+        """
+        get = key or _prediction_id
+        arrived = list(items)
+        fresh = [item for item in arrived if self.add(get(item), now_ms)]
+        return fresh, len(arrived) - len(fresh)
+
+    def expire(self, now_ms: int) -> None:
+        """Forget ids older than ``max_age_ms`` (``add`` does this too)."""
+        self._evict(now_ms)
+
+    def to_state(self) -> list[list[Any]]:
+        """``[[prediction_id, seen_at_ms], ...]``, oldest first (JSON-ready)."""
+        return [[pid, ts] for pid, ts in self._ids.items()]
+
+    @classmethod
+    def from_state(
+        cls,
+        state: Sequence[Sequence[Any]],
+        capacity: int = 100_000,
+        max_age_ms: int | None = None,
+    ) -> SeenIds:
+        """Rebuild from ``to_state`` output (the bounds may differ from the saved set's).
+
+        Raises:
+            ValueError: An entry is not an ``[id, ms]`` pair.
+        """
+        seen = cls(capacity, max_age_ms)
+        for entry in state:
+            if len(entry) != 2 or not isinstance(entry[0], str) or not isinstance(entry[1], int):
+                raise ValueError(f"SeenIds state entries must be [id, ms], got {entry!r}")
+            seen._ids[entry[0]] = entry[1]
+        seen._evict(None)
+        return seen
+
+    def _evict(self, now_ms: int | None) -> None:
+        while len(self._ids) > self.capacity:
+            self._ids.popitem(last=False)
+        if self.max_age_ms is None or now_ms is None:
+            return
+        # Insertion order is clock order (the caller's clock only moves forward), so the
+        # oldest ids sit at the front.
+        horizon = now_ms - self.max_age_ms
+        while self._ids and next(iter(self._ids.values())) < horizon:
+            self._ids.popitem(last=False)
+
+
+def cap_per_user(batch: Sequence[F], cap: int | None) -> tuple[list[F], int]:
+    """The poisoning guard: at most ``cap`` examples per user in one micro-batch.
+
+    The user is ``features["user_id"]``; examples without one are never capped. The first
+    ``cap`` examples of each user, in batch order, are kept, so the result is deterministic.
+
+    Args:
+        batch: Examples in arrival order.
+        cap: Examples kept per user (>= 1); None keeps everything.
+
+    Returns:
+        The kept examples in their original order, and how many were dropped.
+
+    Raises:
+        ValueError: ``cap`` < 1.
+
+    Example:
+        >>> from types import SimpleNamespace as X
+        >>> batch = [X(features={"user_id": u}) for u in "aabaaa"] + [X(features={})] * 3
+        >>> kept, dropped = cap_per_user(batch, cap=2)
+        >>> "".join(x.features.get("user_id", "-") for x in kept), dropped
+        ('aab---', 3)
+    """
+    if cap is None:
+        return list(batch), 0
+    if cap < 1:
+        raise ValueError(f"per-user cap must be >= 1, got {cap}")
+    counts: Counter[Any] = Counter()
+    kept = []
+    for example in batch:
+        user = example.features.get("user_id")
+        if user is not None:
+            counts[user] += 1
+            if counts[user] > cap:
+                continue
+        kept.append(example)
+    return kept, len(batch) - len(kept)
+
+
+def _prediction_id(item: Any) -> str:
+    return str(item.prediction_id)
