@@ -22,3 +22,23 @@ class BatchError(ModelError, ValueError):
 
 class BlobError(ModelError, ValueError):
     """Bytes that are not a model saved by ``Model.save`` (bad magic, header or checksum)."""
+
+
+class GateError(ModelError, ValueError):
+    """Gate inputs that cannot be compared: lengths differ, labels not 0/1, non-finite losses."""
+
+
+class RegistryError(ModelError):
+    """A registry operation refused: bad version name, unknown version, forbidden transition."""
+
+
+class VersionExistsError(RegistryError):
+    """A version name is already registered (two writers allocated the same one)."""
+
+
+class ChampionChangedError(RegistryError):
+    """A compare-and-set promotion found another champion than the one it expected."""
+
+
+class ArtifactError(RegistryError):
+    """An artifact that must not be loaded: missing, pruned, unsigned, tampered or unreadable."""
