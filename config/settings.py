@@ -196,6 +196,12 @@ class TrainerSettings(_Section):
     stateless_window: int = Field(50_000, ge=1)
     hash_bits: int = Field(18, ge=8, le=26)
     seed: int = 0
+    # Trainer core (models.microbatch, models.replay, models.policies).
+    dedup_capacity: int = Field(100_000, ge=1)
+    replay_capacity: int = Field(10_000, ge=1)
+    stateless_retrain_examples: int = Field(10_000, ge=0)  # 0: not by count
+    stateless_retrain_ms: int = Field(60_000, ge=0)  # 0: not by time
+    stateless_epochs: int = Field(2, ge=1)
 
 
 class GateSettings(_Section):
