@@ -133,6 +133,7 @@ class StatelessPolicy:
         name: str,
         hyperparams: Mapping[str, Any] | None = None,
         *,
+        challenger: Model | None = None,
         window: int = 50_000,
         retrain_every_examples: int | None = None,
         retrain_every_ms: int | None = None,
@@ -147,6 +148,8 @@ class StatelessPolicy:
             champion: The current champion.
             name: Model built at each retrain (``build_model(name, **hyperparams)``).
             hyperparams: Its hyperparameters.
+            challenger: The last retrained challenger, persisted before a restart; None: a
+                champion replica until the first retrain.
             window: Most recent examples kept (older ones slide out).
             retrain_every_examples: Retrain after this many new examples; None: not by count.
             retrain_every_ms: Retrain when this long has passed since the last retrain (or
@@ -179,7 +182,7 @@ class StatelessPolicy:
         self.per_user_cap = per_user_cap
         self.seed = seed
         self.retrains = 0
-        self._challenger = champion.clone()
+        self._challenger = champion.clone() if challenger is None else challenger
         self._since_retrain = 0
         self._last_retrain_ms: int | None = None
 

@@ -95,11 +95,13 @@ def test_stateful_challenger_adopts_a_new_champion() -> None:
     assert not np.array_equal(scores(policy.challenger, probe), before)
 
 
-def test_stateful_policy_resumes_from_a_restored_challenger() -> None:
+def test_both_policies_resume_from_a_restored_challenger() -> None:
     champion = build_model("fm", **FM)
     saved = trained(make_examples(512, seed=1))
-    policy = StatefulPolicy(champion, challenger=saved)
-    assert policy.challenger is saved and policy.mode == "stateful"
+    stateful = StatefulPolicy(champion, challenger=saved)
+    stateless = StatelessPolicy(champion, "fm", FM, challenger=saved)
+    assert stateful.challenger is saved and stateful.mode == "stateful"
+    assert stateless.challenger is saved and stateless.mode == "stateless"
 
 
 def test_stateless_retrain_uses_only_the_window() -> None:
