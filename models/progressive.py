@@ -39,7 +39,8 @@ from river.base.typing import ClfTarget, FeatureName
 
 from models.base import Model
 from models.features import FeatureDict
-from models.training import Labeled, features_and_labels, learn_examples, log_losses
+from models.metrics import log_losses
+from models.training import Labeled, features_and_labels, learn_examples
 
 Delay = float | Callable[[Labeled], float]
 
@@ -65,8 +66,8 @@ def progressive_delayed(
             micro-batches; a final partial batch is not learnt (nothing is left to score).
 
     Returns:
-        The mean per-example log loss (probabilities clipped as in ``models.training``); NaN
-        for an empty stream.
+        The mean per-example log loss (``models.metrics.log_losses``); NaN for an empty
+        stream.
 
     Raises:
         ValueError: ``batch_size`` < 1.

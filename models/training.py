@@ -10,8 +10,9 @@ messages and offsets. One micro-batch goes through, in this order:
 4. the forgetting guard (``Reservoir.mix``, ``models.replay``) appends replayed older examples;
 5. the challenger learns the result. The champion is only ever read.
 
-``Evaluation`` accumulates the step results since the last gate decision. The two training
-modes (stateful fine-tuning, stateless retraining) live in ``models.policies``.
+``Evaluation`` accumulates the step results since the last gate decision and hands them to
+``models.gate.decide`` as ``PairedLosses``. The two training modes (stateful fine-tuning,
+stateless retraining) live in ``models.policies``.
 
 An example is anything with ``prediction_id``, ``label`` and ``features`` attributes
 (``Labeled``): ``streams.schemas.Example`` fits as it is, and ``LabeledExample`` serves
@@ -39,11 +40,10 @@ from typing import Any, Protocol
 import numpy as np
 
 from models.base import Model, check_labels
+from models.gate import PairedLosses
+from models.metrics import log_losses
 from models.microbatch import cap_per_user
 from models.replay import Reservoir
-
-EPS = 1e-7
-"""Probabilities are clipped to ``[EPS, 1 - EPS]`` before taking logs."""
 
 
 class Labeled(Protocol):
@@ -66,17 +66,6 @@ class LabeledExample:
     prediction_id: str
     label: int
     features: Mapping[str, Any] = field(default_factory=dict)
-
-
-def log_losses(labels: np.ndarray, probs: np.ndarray, eps: float = EPS) -> np.ndarray:
-    """Per-example binary log loss, probabilities clipped to ``[eps, 1 - eps]``.
-
-    Example:
-        >>> log_losses(np.array([1.0, 0.0, 1.0]), np.array([0.5, 0.5, 0.0])).round(4).tolist()
-        [0.6931, 0.6931, 16.1181]
-    """
-    q = np.clip(probs, eps, 1.0 - eps)
-    return -(labels * np.log(q) + (1.0 - labels) * np.log1p(-q))
 
 
 def features_and_labels(batch: Sequence[Labeled]) -> tuple[list[Mapping[str, Any]], np.ndarray]:
@@ -206,17 +195,6 @@ def step(
     )
 
 
-@dataclass(frozen=True)
-class Paired:
-    """Aligned per-example arrays of an evaluation window (the gate's input)."""
-
-    champion_losses: np.ndarray
-    challenger_losses: np.ndarray
-    champion_scores: np.ndarray
-    challenger_scores: np.ndarray
-    labels: np.ndarray
-
-
 class Evaluation:
     """The step results since the last gate decision, paired per example.
 
@@ -273,13 +251,17 @@ class Evaluation:
         """The challenger's mean log loss over the window (NaN when empty)."""
         return _mean(self.paired().challenger_losses)
 
-    def paired(self) -> Paired:
-        """The window's per-example arrays, concatenated in arrival order."""
+    def paired(self) -> PairedLosses:
+        """The window's per-example arrays in arrival order: the gate's ``decide`` input.
+
+        Raises:
+            GateError: A loss is not finite (cannot happen with ``step``'s losses).
+        """
         def cat(name: str) -> np.ndarray:
             parts = [getattr(r, name) for r in self._results]
             return np.concatenate(parts) if parts else np.empty(0, dtype=np.float64)
 
-        return Paired(
+        return PairedLosses(
             champion_losses=cat("champion_losses"),
             challenger_losses=cat("challenger_losses"),
             champion_scores=cat("champion_scores"),

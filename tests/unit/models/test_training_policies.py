@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from models import HyperparameterError, Model, build_model
+from models.metrics import log_losses
 from models.policies import StatefulPolicy, StatelessPolicy, TrainingPolicy, train_from_scratch
-from models.training import Evaluation, log_losses
+from models.training import Evaluation
 from streams.schemas import Example
 from tests.unit.models.training_factories import (
     DRIFTED_CLICK_RATE,

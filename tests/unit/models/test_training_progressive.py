@@ -9,8 +9,9 @@ import pytest
 from river import datasets, evaluate, linear_model, metrics, preprocessing
 
 from models import Model, build_model
+from models.metrics import log_losses
 from models.progressive import AsRiverClassifier, progressive_delayed
-from models.training import LabeledExample, log_losses
+from models.training import LabeledExample
 from tests.unit.models.training_factories import batches, make_examples
 
 

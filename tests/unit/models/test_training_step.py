@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 
 from models import Model, build_model
+from models.gate import GateConfig, decide
+from models.metrics import log_losses
 from models.replay import Reservoir
-from models.training import Evaluation, LabeledExample, StepResult, log_losses, step
+from models.training import Evaluation, LabeledExample, StepResult, step
 from tests.unit.models.training_factories import batches, make_example, make_examples
 
 
@@ -129,3 +131,26 @@ def test_evaluation_window_drops_the_oldest_batches_past_its_bound() -> None:
     for value in range(4):
         ev.add(result_of([float(value)] * 2, [0.0] * 2))
     assert ev.n == 4 and ev.paired().champion_losses.tolist() == [2.0, 2.0, 3.0, 3.0]
+
+
+def test_the_evaluation_window_is_the_gates_input_as_it_is() -> None:
+    champion = trained_fm()
+    challenger = champion.clone()
+    evaluation = Evaluation()
+    for batch in batches(make_examples(2_048, seed=9), 512):
+        evaluation.add(step(champion, challenger, batch))
+    decision = decide(evaluation.paired(), None, GateConfig(min_examples=1_024))
+    assert decision.figures["n"] == 2_048
+
+
+def test_a_challenger_scoring_nan_gets_the_worst_finite_loss(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    champion = build_model("logreg", hash_bits=8)
+    challenger = champion.clone()
+    monkeypatch.setattr(challenger, "predict_proba_many", lambda b: np.full(len(b), np.nan))
+    evaluation = Evaluation()
+    evaluation.add(step(champion, challenger, make_examples(8)))
+    paired = evaluation.paired()  # the gate refuses non-finite losses; these are finite
+    assert np.isnan(paired.challenger_scores).all()
+    np.testing.assert_allclose(paired.challenger_losses, -np.log(1e-7))
