@@ -217,6 +217,34 @@ class GateSettings(_Section):
     auc_floor: float = Field(0.55, ge=0.0, le=1.0)
 
 
+DEV_SIGNING_KEY = "streamlearn-dev-signing-key-do-not-use-in-production"
+
+
+class RegistrySettings(_Section):
+    """The model registry in Redis: key prefix, retention, artifact chunking and signing.
+
+    ``signing_key`` is the HMAC secret that authenticates model artifacts. Its default is a
+    published development key: anyone who can write to Redis and knows it can plant a model
+    that serving will load (river models are pickles, so that means running code). Set
+    ``STREAMLEARN_REGISTRY_SIGNING_KEY`` to a long random secret in every real deployment.
+    """
+
+    section: ClassVar[str] = "registry"
+
+    prefix: str = Field("streamlearn:", min_length=1, max_length=64)
+    line: str = Field("ctr", pattern=r"^[a-z][a-z0-9_]*$", max_length=32)
+    max_versions: int = Field(20, ge=2)
+    max_history: int = Field(200, ge=2)
+    rollback_depth: int = Field(5, ge=1, le=100)
+    chunk_bytes: int = Field(4 * 1024 * 1024, ge=1024, le=256 * 1024 * 1024)
+    signing_key: SecretStr = SecretStr(DEV_SIGNING_KEY)
+
+    @property
+    def uses_dev_key(self) -> bool:
+        """True while the signing key is the published development default."""
+        return self.signing_key.get_secret_value() == DEV_SIGNING_KEY
+
+
 S = TypeVar("S", bound="_Section")
 
 
