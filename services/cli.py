@@ -21,6 +21,13 @@ from config.settings import (
     StackSettings,
     load,
 )
+from services.registry_cli import (
+    add_models_arguments,
+    cmd_models_list,
+    cmd_models_promote,
+    cmd_models_rollback,
+    cmd_models_show,
+)
 from services.stack.manager import Stack
 from services.stack.process import StackError
 
@@ -97,10 +104,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="streamlearn", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    def group(name: str, help_: str, leaves: dict[str, tuple[str, Callable[..., int]]]) -> None:
+    def group(
+        name: str, help_: str, leaves: dict[str, tuple[str, Callable[..., int]]]
+    ) -> dict[str, argparse.ArgumentParser]:
         node = sub.add_parser(name, help=help_).add_subparsers(dest="action", required=True)
+        parsers = {}
         for leaf, (leaf_help, func) in leaves.items():
-            node.add_parser(leaf, help=leaf_help).set_defaults(func=func)
+            parsers[leaf] = node.add_parser(leaf, help=leaf_help)
+            parsers[leaf].set_defaults(func=func)
+        return parsers
 
     group(
         "stack",
@@ -121,6 +133,17 @@ def build_parser() -> argparse.ArgumentParser:
         "demonstrations",
         {"roundtrip": ("produce a prediction and a click, read both back", cmd_demo_roundtrip)},
     )
+    models = group(
+        "models",
+        "the model registry (Redis): versions, lineage, the champion",
+        {
+            "list": ("every version, newest first", cmd_models_list),
+            "show": ("one version: lineage, gate figures, hyperparameters", cmd_models_show),
+            "promote": ("make a version the champion (serving swaps to it)", cmd_models_promote),
+            "rollback": ("restore the previous champion", cmd_models_rollback),
+        },
+    )
+    add_models_arguments(models)
     return parser
 
 
