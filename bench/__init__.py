@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from bench import kafka
+from bench import joiner, kafka
 
 BENCHMARKS: dict[str, Callable[..., dict[str, Any]]] = {
+    "joiner": joiner.run,
     "kafka": kafka.run,
 }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -48,5 +49,5 @@ def percentile(values: Sequence[float], q: float) -> float:
         99
     """
     ordered = sorted(values)
-    rank = max(1, min(len(ordered), round(q * len(ordered))))
+    rank = max(1, min(len(ordered), math.ceil(q * len(ordered))))
     return ordered[rank - 1]

@@ -180,6 +180,20 @@ class JoinerSettings(_Section):
     max_event_lead_ms: int = Field(60_000, ge=0)
     max_pending: int = Field(1_000_000, ge=1)
     emit_late_labels: bool = True
+    # The worker process (Faust): consumer group, state, commit cadence, metrics endpoint.
+    group_id: str = "streamlearn-joiner"
+    state_dir: Path = Path(".streamlearn/joiner")
+    commit_interval_ms: int = Field(100, ge=10)
+    tick_interval_ms: int = Field(1_000, ge=50)
+    ticks_topic: str = "streamlearn-joiner-ticks"
+    metrics_port: int = Field(9101, ge=0, le=65535)
+    session_timeout_ms: int = Field(10_000, ge=1_000)
+    # "memory" rebuilds the table from its read_committed changelog at every start. A local
+    # RocksDB store keeps writes of transactions a crash aborted (state ahead of Kafka), which
+    # Faust then refuses to start on: use it only without exactly-once needs.
+    store: Literal["memory", "rocksdb"] = "memory"
+    # How far back a (re)assigned worker reads ``examples`` to learn what was already emitted.
+    dedup_horizon_ms: int = Field(15 * 60 * 1000, ge=0)
 
 
 class TrainerSettings(_Section):

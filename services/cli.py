@@ -15,6 +15,7 @@ from rich.table import Table
 
 from config.settings import (
     ConfigError,
+    JoinerSettings,
     KafkaSettings,
     RedisSettings,
     SchemaSettings,
@@ -99,6 +100,28 @@ def cmd_demo_roundtrip(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_join(args: argparse.Namespace) -> int:
+    from prometheus_client import start_http_server
+
+    from streams.joiner_app import JoinerWorker, run_worker
+
+    overrides = {
+        name: value
+        for name, value in (("metrics_port", args.metrics_port), ("state_dir", args.state_dir))
+        if value is not None
+    }
+    joiner = load(JoinerSettings, **overrides)
+    worker = JoinerWorker(load(KafkaSettings), joiner, load(SchemaSettings))
+    if joiner.metrics_port:
+        start_http_server(joiner.metrics_port, addr="127.0.0.1", registry=worker.metrics.registry)
+    console.print(
+        f"joiner worker of group [bold]{joiner.group_id}[/]: {joiner.policy}, window "
+        f"{joiner.attribution_window_ms} ms; metrics on :{joiner.metrics_port or '-'}"
+    )
+    run_worker(worker, args.loglevel)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command tree; each leaf sets ``func``."""
     parser = argparse.ArgumentParser(prog="streamlearn", description=__doc__)
@@ -144,6 +167,13 @@ def build_parser() -> argparse.ArgumentParser:
         },
     )
     add_models_arguments(models)
+    join = sub.add_parser(
+        "join", help="the natural-label joiner (a Faust worker; run several for scale-out)"
+    )
+    join.add_argument("--metrics-port", type=int, help="Prometheus port (0 = none)")
+    join.add_argument("--state-dir", help="table store of this worker (one per worker)")
+    join.add_argument("--loglevel", default="warning", help="Faust log level")
+    join.set_defaults(func=cmd_join)
     return parser
 
 
