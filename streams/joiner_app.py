@@ -148,6 +148,9 @@ class JoinerWorker:
             # Partitions may move; restore from the (recovered) table on next use.
             self.joiners.clear()
             self.emitted.clear()
+            # Per-partition gauges belong to whoever owns the partition after the rebalance.
+            self.metrics.pending.clear()
+            self.metrics.watermark_lag.clear()
 
         # Strong references: the signal would drop a weakly held local function.
         app.on_partitions_revoked.connect(forget, weak=False)
