@@ -103,7 +103,12 @@ def cmd_demo_roundtrip(args: argparse.Namespace) -> int:
 def cmd_join(args: argparse.Namespace) -> int:
     from prometheus_client import start_http_server
 
+    from services.supervisor import is_child, supervise, this_command
     from streams.joiner_app import JoinerWorker, run_worker
+
+    if not is_child():
+        load(JoinerSettings)  # a bad value stops here, not in a restart loop
+        return supervise(this_command(), say=lambda text: console.print(f"[yellow]{text}[/]"))
 
     overrides = {
         name: value
