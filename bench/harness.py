@@ -72,9 +72,11 @@ class JoinerCluster:
 
     def start(self, name: str = "w1") -> None:
         port = free_port()
+        self.workdir.mkdir(parents=True, exist_ok=True)
         log = open(self.workdir / f"{name}.log", "ab")  # noqa: SIM115 - owned by the process
         proc = subprocess.Popen(
-            [sys.executable, "-m", "services.cli", "join", "--loglevel", os.environ.get("SL_JOIN_LOGLEVEL", "warning")],
+            [sys.executable, "-m", "services.cli", "join",
+             "--loglevel", os.environ.get("SL_JOIN_LOGLEVEL", "warning")],
             env=self.env(name, port), stdout=log, stderr=subprocess.STDOUT,
         )
         self.procs[name] = (proc, port)
@@ -134,12 +136,26 @@ def end_offsets(kafka: KafkaSettings, topics: Iterable[str]) -> dict[TopicPartit
     consumer = Consumer({"bootstrap.servers": kafka.bootstrap_servers,
                          "group.id": f"probe-{uuid.uuid4().hex}"})
     ends = {}
-    for topic in topics:
-        for p in range(kafka.partitions):
-            ends[TopicPartition(topic, p)] = consumer.get_watermark_offsets(
-                TopicPartition(topic, p), timeout=10)[1]
-    consumer.close()
+    try:
+        for topic in topics:
+            for p in range(kafka.partitions):
+                ends[TopicPartition(topic, p)] = _high_watermark(consumer, topic, p)
+    finally:
+        consumer.close()
     return ends
+
+
+def _high_watermark(consumer: Consumer, topic: str, partition: int) -> int:
+    # A topic created a moment ago may not have its leader known yet: retry that briefly.
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            return int(consumer.get_watermark_offsets(TopicPartition(topic, partition),
+                                                      timeout=10)[1])
+        except KafkaException as err:
+            if time.monotonic() > deadline or "leader" not in str(err).lower():
+                raise
+            time.sleep(0.2)
 
 
 def committed(kafka: KafkaSettings, group: str, tps: Iterable[TopicPartition]) -> dict:

@@ -6,7 +6,7 @@ core's fixed counter names. Children are created once here, never per message.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 
 from streams.joiner import output as out
 
@@ -40,6 +40,8 @@ class JoinerMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         r = self.registry
+        # process_resident_memory_bytes & co. for ops (and the memory benchmark).
+        ProcessCollector(registry=r)
         self.predictions_in = Counter(
             "streamlearn_joiner_predictions_in", "Predictions consumed", registry=r
         )
