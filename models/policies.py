@@ -33,6 +33,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any, Literal, Protocol
 
 import numpy as np
@@ -217,12 +218,8 @@ class StatelessPolicy:
         train_loss, n_trained, retrained = 0.0, 0, False
         if self.retrain_due(now_ms):
             train_loss, n_trained, retrained = self.retrain(now_ms), len(self.window), True
-        return StepResult(
-            champion_losses=tested.champion_losses,
-            challenger_losses=tested.challenger_losses,
-            champion_scores=tested.champion_scores,
-            challenger_scores=tested.challenger_scores,
-            labels=tested.labels,
+        return replace(
+            tested,
             train_loss=train_loss,
             n_trained=n_trained,
             n_capped=n_capped,

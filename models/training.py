@@ -34,7 +34,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import numpy as np
@@ -182,12 +182,8 @@ def step(
     train_loss = learn_examples(challenger, train)
     if reservoir is not None:
         reservoir.add(kept)
-    return StepResult(
-        champion_losses=tested.champion_losses,
-        challenger_losses=tested.challenger_losses,
-        champion_scores=tested.champion_scores,
-        challenger_scores=tested.challenger_scores,
-        labels=tested.labels,
+    return replace(
+        tested,
         train_loss=train_loss,
         n_trained=len(train),
         n_capped=n_capped,
