@@ -84,8 +84,8 @@ def test_garbage_goes_to_the_dlq_with_its_origin(cluster: JoinerCluster) -> None
 @pytest.mark.xfail(
     strict=False,
     reason="known bug (issue 3 open): after kill -9 and restart the group rebalances, and under "
-    "Faust exactly-once examples are then sometimes lost or mislabeled — passed in 3 of 4 full "
-    "runs on 2026-11-22, failed once (2,536 of ~14,000 missing, 130 wrong). Still run, so a "
+    "Faust exactly-once examples are then sometimes lost or mislabeled — passed in 3 of 5 full "
+    "runs on 2026-11-22 (one failure: 2,536 of ~14,000 missing, 130 wrong). Still run, so a "
     "fix shows as XPASS.",
 )
 def test_kill_9_at_random_points_then_restart(cluster: JoinerCluster) -> None:
