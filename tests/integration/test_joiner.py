@@ -22,7 +22,6 @@ from bench.harness import (
 from config.settings import KafkaSettings
 from streams.joiner.scenario import Scenario, generate, summarize
 
-
 # Every test here runs the real Faust worker, and on 2026-11-22 each kind of run lost examples
 # at least once (kill -9 in 2 of 5 full runs, live rebalance in 1 of 4, the single-worker
 # "shuffled" scenario in 1 of 5: 22 of ~1,000 missing). The suspected cause is the group
