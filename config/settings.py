@@ -165,7 +165,18 @@ class ServingSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
     admin_token: SecretStr = SecretStr("change-me")
-    max_candidates: int = Field(500, ge=1)
+    max_candidates: int = Field(500, ge=1, le=500)
+    # Champion updates arrive by Redis pub/sub; the pointer is also polled in case one is lost.
+    poll_interval_s: float = Field(5.0, gt=0)
+    # The prediction/event producer: a bounded queue, so a slow broker costs memory, not time.
+    producer_queue_messages: int = Field(100_000, ge=100)
+    producer_linger_ms: int = Field(5, ge=0, le=1000)
+    producer_message_timeout_ms: int = Field(30_000, ge=1000)
+    # The cold-start champion (when the registry has none) predicts this click rate.
+    cold_start_prior_ctr: float = Field(0.05, gt=0.0, lt=1.0)
+    # Small batches score faster on one intra-op thread than on several.
+    torch_threads: int = Field(1, ge=1, le=64)
+    access_log: bool = False
 
 
 class JoinerSettings(_Section):
@@ -216,6 +227,16 @@ class TrainerSettings(_Section):
     stateless_retrain_examples: int = Field(10_000, ge=0)  # 0: not by count
     stateless_retrain_ms: int = Field(60_000, ge=0)  # 0: not by time
     stateless_epochs: int = Field(2, ge=1)
+    # The trainer process (services/trainer.py): consumer group, cadences, metrics endpoint.
+    group_id: str = Field("streamlearn-trainer", min_length=1, max_length=100)
+    metrics_port: int = Field(9102, ge=0, le=65535)
+    checkpoint_interval_ms: int = Field(5_000, ge=0)  # 0: after every batch
+    gate_every_examples: int = Field(4_096, ge=1)
+    gate_window_max: int = Field(50_000, ge=1)
+    sanity_size: int = Field(1_000, ge=0)  # 0: no sanity set (forgetting check off)
+    champion_poll_ms: int = Field(1_000, ge=50)
+    lock_ttl_ms: int = Field(15_000, ge=1_000)
+    log_interval_s: float = Field(10.0, gt=0)
 
 
 class GateSettings(_Section):

@@ -31,6 +31,7 @@ from services.registry_cli import (
 )
 from services.stack.manager import Stack
 from services.stack.process import StackError
+from services.trainer_cli import add_train_arguments, cmd_retrain, cmd_train
 
 console = Console(highlight=False)
 
@@ -179,6 +180,11 @@ def build_parser() -> argparse.ArgumentParser:
     join.add_argument("--state-dir", help="table store of this worker (one per worker)")
     join.add_argument("--loglevel", default="warning", help="Faust log level")
     join.set_defaults(func=cmd_join)
+    train = sub.add_parser("train", help="the micro-batch trainer + evaluation gate")
+    retrain = sub.add_parser("retrain", help="a one-off model trained from scratch (stage 1)")
+    add_train_arguments(train, retrain)
+    train.set_defaults(func=cmd_train)
+    retrain.set_defaults(func=cmd_retrain)
     return parser
 
 

@@ -1,0 +1,514 @@
+"""`streamlearn train`: the Kafka, Redis and registry shell around the pure trainer core.
+
+One loop, one thread::
+
+    consume examples (read_committed) → decode (bad ones → DLQ) → MicroBatcher
+      → SeenIds (drop redelivered prediction_ids) → policy.process (test-then-train)
+      → Evaluation → every gate_every_examples: models.gate.decide → registry
+      → every checkpoint_interval_ms: Checkpoint to Redis, *then* commit offsets to Kafka
+
+The checkpoint is the batch outcome made durable; a restart resumes from its offsets with its
+challenger and dedup ids, so each example changes the durable challenger exactly once.
+The learning itself lives in ``models`` (training, policies, gate); state encoding in
+``services.trainer_state``; Redis persistence in ``services.trainer_store``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any, Literal, cast
+
+import numpy as np
+from confluent_kafka import (
+    OFFSET_STORED,
+    Consumer,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
+from rich.console import Console
+
+from config.settings import GateSettings, KafkaSettings, SchemaSettings, TrainerSettings
+from models.base import Model, load_model
+from models.errors import ArtifactError, BatchError, ChampionChangedError, VersionExistsError
+from models.factory import build_model
+from models.gate import GateConfig, GateDecision, PairedLosses, decide
+from models.metrics import auc
+from models.microbatch import MicroBatcher, SeenIds
+from models.policies import StatefulPolicy, StatelessPolicy, TrainingPolicy
+from models.registry import Mode, ModelRecord
+from models.replay import Reservoir
+from models.training import Evaluation, StepResult
+from services.registry import RedisRegistry
+from services.trainer_metrics import TrainerMetrics
+from services.trainer_state import Checkpoint, OffsetLedger, Totals, window_of
+from services.trainer_store import StateStore
+from streams.dlq import DlqWriter
+from streams.schemas import DecodeError, Example, TimeBounds, decode_example
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    """An example and where it came from."""
+
+    example: Example
+    partition: int
+    offset: int
+
+    @property
+    def prediction_id(self) -> str:
+        return self.example.prediction_id
+
+
+def new_model(cfg: TrainerSettings) -> Model:
+    """A fresh model as configured (cold start, stateless retrains)."""
+    return build_model(cfg.model, **model_hyperparams(cfg))
+
+
+def model_hyperparams(cfg: TrainerSettings) -> dict[str, Any]:
+    """The hyperparameters ``TrainerSettings`` sets on a fresh model."""
+    return {"hash_bits": cfg.hash_bits, "seed": cfg.seed}
+
+
+def build_policy(
+    mode: str, champion: Model, cfg: TrainerSettings, challenger: Model | None = None
+) -> TrainingPolicy:
+    """The configured ``StatefulPolicy`` or ``StatelessPolicy``."""
+    if mode == "stateful":
+        return StatefulPolicy(
+            champion, challenger=challenger, per_user_cap=cfg.per_user_cap,
+            replay_ratio=cfg.replay_ratio, replay_capacity=cfg.replay_capacity, seed=cfg.seed,
+        )
+    return StatelessPolicy(
+        champion, cfg.model, model_hyperparams(cfg), challenger=challenger,
+        window=cfg.stateless_window,
+        retrain_every_examples=cfg.stateless_retrain_examples or None,
+        retrain_every_ms=cfg.stateless_retrain_ms or None,
+        epochs=cfg.stateless_epochs, batch_size=cfg.batch_size,
+        per_user_cap=cfg.per_user_cap, seed=cfg.seed,
+    )
+
+
+def gate_config(gate: GateSettings) -> GateConfig:
+    """The pure gate's thresholds from settings (same field names)."""
+    return GateConfig(**gate.model_dump())
+
+
+class Trainer:
+    """The trainer process's state and loop (``start``, then ``run``, then ``close``)."""
+
+    def __init__(
+        self,
+        kafka: KafkaSettings,
+        cfg: TrainerSettings,
+        gate: GateSettings,
+        schema: SchemaSettings,
+        registry: RedisRegistry,
+        store: StateStore,
+        metrics: TrainerMetrics | None = None,
+        console: Console | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.kafka, self.cfg, self.gate = kafka, cfg, gate_config(gate)
+        self.bounds = TimeBounds(schema.max_past_ms, schema.max_future_ms)
+        self.registry, self.store = registry, store
+        self.metrics = metrics or TrainerMetrics()
+        self.console = console or Console(highlight=False)
+        self.clock = clock
+        self.owner = f"{uuid.uuid4().hex[:8]}"
+        self.consumer = Consumer({
+            "bootstrap.servers": kafka.bootstrap_servers,
+            "group.id": cfg.group_id,
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "isolation.level": "read_committed",
+            "auto.offset.reset": "earliest",
+        })
+        self.producer = Producer({"bootstrap.servers": kafka.bootstrap_servers, "linger.ms": 5})
+        self.dlq = DlqWriter(self.producer, kafka.dlq_topic)  # type: ignore[arg-type]
+        self.batcher: MicroBatcher[Received] = MicroBatcher(cfg.batch_size, cfg.max_wait_ms)
+        self.evaluation = Evaluation(max_examples=cfg.gate_window_max)
+        self.sanity: list[Example] = []
+        self.seen = SeenIds(cfg.dedup_capacity)
+        self.ledger = OffsetLedger()
+        self.totals = Totals()
+        self.since_gate = 0
+        self.champion_version = ""
+        self.champion: Model
+        self.policy: TrainingPolicy
+        self.mode: Literal["stateful", "stateless"] = cfg.mode
+        self.last_decision: GateDecision | None = None
+        self._dirty = False
+        self._last_checkpoint = self._last_poll = self._last_log = time.monotonic()
+        self._logged_trained = 0
+
+    def now_ms(self) -> int:
+        return int(self.clock() * 1000)
+
+    # -- start -----------------------------------------------------------------------------
+
+    def start(self, lock_wait_s: float | None = None) -> None:
+        """Take the lease, load (or cold-start) the champion, restore state, assign partitions."""
+        wait = lock_wait_s if lock_wait_s is not None else 2 * self.cfg.lock_ttl_ms / 1000
+        self.store.acquire(self.owner, self.cfg.lock_ttl_ms, wait)
+        self.champion_version, self.champion = self._champion_or_cold_start()
+        self.metrics.champion.info({"version": self.champion_version})
+        checkpoint = self.store.load()
+        self._restore(checkpoint)
+        metadata = self.consumer.list_topics(self.kafka.examples_topic, timeout=30)
+        partitions = sorted(metadata.topics[self.kafka.examples_topic].partitions)
+        stored = self.ledger.next_offsets
+        # Resume from the checkpoint's offsets; without one, from the group's committed ones,
+        # else from the beginning (auto.offset.reset).
+        topic = self.kafka.examples_topic
+        self.consumer.assign(
+            [TopicPartition(topic, p, stored.get(p, OFFSET_STORED)) for p in partitions]
+        )
+        self.console.print(
+            f"trainer [bold]{self.cfg.group_id}[/] ({self.mode}, {self.cfg.model}) on "
+            f"{self.kafka.examples_topic} ({len(partitions)} partitions); champion "
+            f"[bold]{self.champion_version}[/]; resumed at {self.totals.trained} examples"
+        )
+
+    def _champion_or_cold_start(self) -> tuple[str, Model]:
+        for _ in range(10):
+            version = self.registry.champion_version()
+            if version is not None:
+                return version, self.registry.load(version)
+            model = new_model(self.cfg)
+            try:
+                record = self._register(model, None, "cold_start", None)
+                self.registry.promote(record.version, "cold start: no champion yet",
+                                      expected=None)
+                self.console.print(f"[yellow]cold start[/]: registered and promoted "
+                                   f"{record.version} ({self.cfg.model}, untrained)")
+                return record.version, model
+            except (ChampionChangedError, VersionExistsError):
+                continue  # someone else (serving) cold-started at the same moment: use theirs
+        raise ChampionChangedError("could not settle on a champion after 10 attempts")
+
+    def _restore(self, cp: Checkpoint | None) -> None:
+        challenger = None
+        if cp is not None:
+            self.ledger, self.totals, self.since_gate = cp.ledger, cp.totals, cp.since_gate
+            self.seen = SeenIds.from_state(cp.seen, self.cfg.dedup_capacity)
+            self.sanity = cp.sanity[: self.cfg.sanity_size]
+            if cp.mode == self.mode and cp.champion == self.champion_version:
+                challenger = load_model(cp.challenger)  # signature verified by the store
+                if cp.evaluation is not None:
+                    self.evaluation.add(cp.evaluation)
+            else:
+                self.since_gate = 0
+                self.ledger.reset_lineage()
+        self.policy = build_policy(self.mode, self.champion, self.cfg, challenger)
+        if cp is not None and cp.mode == self.mode:
+            self._restore_memory(cp)
+        self.metrics.restored_examples.set(self.totals.trained)
+        self.metrics.durable_examples.set(self.totals.trained)
+
+    def _restore_memory(self, cp: Checkpoint) -> None:
+        if isinstance(self.policy, StatelessPolicy):
+            self.policy.window.extend(cp.memory)
+        elif isinstance(self.policy, StatefulPolicy) and self.policy.reservoir is not None:
+            # Reseeded by how much it saw: a restart draws differently but stays reproducible.
+            seed = self.cfg.seed + cp.memory_seen
+            pool: Reservoir[Any] = Reservoir(self.cfg.replay_capacity, seed)
+            pool.add(cp.memory)
+            pool.seen = cp.memory_seen
+            self.policy.reservoir = pool
+
+    # -- the loop --------------------------------------------------------------------------
+
+    def run(self, should_stop: Callable[[], bool]) -> None:
+        """Consume, train and checkpoint until ``should_stop()``; then flush and checkpoint."""
+        try:
+            while not should_stop():
+                self.poll_once()
+            leftover = self.batcher.flush()
+            if leftover:
+                self._on_batch(leftover)
+            self.checkpoint()
+        finally:
+            self.close()
+
+    def poll_once(self, timeout_s: float = 0.2) -> None:
+        """One consume call and whatever it completes (batches, gate, checkpoint, logs)."""
+        deadline = self.batcher.deadline_ms
+        if deadline is not None:
+            timeout_s = min(timeout_s, max(0.0, (deadline - self.now_ms()) / 1000))
+        messages = self.consumer.consume(self.cfg.batch_size, timeout=timeout_s)
+        for message in messages:
+            received = self._decode(message)
+            if received is None:
+                continue
+            batch = self.batcher.add(received, self.now_ms())
+            if batch:
+                self._on_batch(batch)
+                self._maybe_checkpoint()  # the batcher is empty: offsets are consistent
+        batch = self.batcher.poll(self.now_ms())
+        if batch:
+            self._on_batch(batch)
+        if not len(self.batcher):
+            self._maybe_checkpoint()
+        self._housekeeping()
+
+    def _decode(self, message: Message) -> Received | None:
+        error = message.error()
+        if error is not None:
+            if error.fatal():
+                raise KafkaException(error)
+            log.warning("consumer error: %s", error)
+            return None
+        partition, offset = message.partition() or 0, message.offset() or 0
+        decoded = decode_example(message.value(), key=message.key(), now_ms=self.now_ms(),
+                                 bounds=self.bounds)
+        if isinstance(decoded, DecodeError):
+            self._reject(partition, offset, decoded.reason, message.value(), message.key())
+            return None
+        return Received(decoded, partition, offset)
+
+    def _reject(self, partition: int, offset: int, reason: str, raw: Any, key: Any,
+                code: str = "schema") -> None:
+        self.dlq.reject(self.kafka.examples_topic, partition, offset, reason, raw, key)
+        self.ledger.consumed(partition, offset, trained=False)
+        self.totals = replace(self.totals, invalid=self.totals.invalid + 1)
+        self.metrics.examples["invalid"].inc()
+        self.metrics.dlq[code].inc()
+        self._dirty = True
+
+    def _on_batch(self, batch: list[Received]) -> None:
+        now = self.now_ms()
+        fresh, n_dup = self.seen.filter_new(batch, now)
+        fresh = self._drop_unlearnable(fresh)
+        started = time.perf_counter()
+        result = self.policy.process(self.champion, [r.example for r in fresh], now)
+        self.metrics.update_seconds.observe(time.perf_counter() - started)
+        fresh_ids = {id(r) for r in fresh}
+        for r in batch:  # duplicates and refused examples are done with too
+            self.ledger.consumed(r.partition, r.offset, trained=id(r) in fresh_ids)
+        self._account(result, len(fresh), n_dup)
+        if len(self.sanity) < self.cfg.sanity_size:
+            self.sanity.extend(r.example for r in fresh[: self.cfg.sanity_size - len(self.sanity)])
+        self._maybe_gate()
+
+    def _drop_unlearnable(self, fresh: list[Received]) -> list[Received]:
+        """Route to the DLQ the examples a model refuses to encode (never seen in practice:
+        the decoder already checks feature types), so one cannot fail the whole batch."""
+        try:
+            self.champion.predict_proba_many([r.example.features for r in fresh])
+            return fresh
+        except BatchError:
+            pass
+        kept = []
+        for r in fresh:
+            try:
+                self.champion.predict_proba_many([r.example.features])
+                kept.append(r)
+            except BatchError as exc:
+                self._reject(r.partition, r.offset, f"model refused the example: {exc}",
+                             None, r.prediction_id, code="batch")
+        return kept
+
+    def _account(self, result: StepResult, n_fresh: int, n_dup: int) -> None:
+        self.evaluation.add(result)
+        if result.retrained:
+            self.evaluation.reset()  # a brand-new challenger: earlier figures describe another
+            self.since_gate = 0
+        self.since_gate += n_fresh
+        t = self.totals
+        self.totals = replace(t, batches=t.batches + 1, trained=t.trained + n_fresh,
+                              duplicates=t.duplicates + n_dup, capped=t.capped + result.n_capped)
+        m = self.metrics
+        m.batches.inc()
+        m.examples["trained"].inc(n_fresh)
+        m.examples["duplicate"].inc(n_dup)
+        m.examples["capped"].inc(result.n_capped)
+        m.examples["replayed"].inc(result.n_replayed)
+        if result.n_trained:
+            m.train_loss.set(result.train_loss)
+        self._dirty = True
+
+    # -- the gate --------------------------------------------------------------------------
+
+    def _maybe_gate(self) -> None:
+        if self.since_gate < self.cfg.gate_every_examples or not self.evaluation.n:
+            return
+        self.since_gate = 0
+        fresh = self.evaluation.paired()
+        decision = decide(fresh, self._sanity_pairs(), self.gate)
+        self.last_decision = decision
+        self.totals = replace(self.totals, decisions=self.totals.decisions + 1)
+        self.metrics.decision(decision.outcome, decision.rule)
+        self._report_prequential(fresh)
+        colour = {"promote": "green", "reject": "red"}.get(decision.outcome, "yellow")
+        self.console.print(f"gate: [{colour}]{decision.outcome}[/] — {decision.reason}")
+        if decision.outcome == "keep_training":
+            return
+        challenger = self.policy.challenger
+        record = self._register(challenger, self.champion_version, self.mode, decision)
+        if decision.outcome == "promote":
+            try:
+                self.registry.promote(record.version, decision.reason,
+                                      expected=self.champion_version)
+                self._switch_champion(record.version, challenger)
+                self.console.print(f"[green]✔ promoted[/] {record.version}")
+            except ChampionChangedError as exc:
+                self.console.print(f"[yellow]not promoted[/]: {exc}")
+                self._check_champion(force=True)
+        else:
+            self.registry.reject(record.version, decision)
+            self.policy.on_new_champion(self.champion)  # discard: start over from the champion
+            self._new_challenger()
+        self.checkpoint()  # the registry moved: make the matching state durable at once
+
+    def _sanity_pairs(self) -> PairedLosses | None:
+        if not self.sanity:
+            return None
+        feats = [e.features for e in self.sanity]
+        return PairedLosses.from_scores(
+            np.asarray([float(e.label) for e in self.sanity]),
+            self.champion.predict_proba_many(feats),
+            self.policy.challenger.predict_proba_many(feats),
+        )
+
+    def _register(self, model: Model, parent: str | None, mode: Mode,
+                  decision: GateDecision | None) -> ModelRecord:
+        blob = model.save()
+        for _ in range(10):
+            version = self.registry.next_version(parent, mode)
+            record = ModelRecord.for_model(
+                model, blob, version=version, parent=parent, mode=mode,
+                created_at=self.now_ms(), lineage=self.ledger.lineage(self.kafka.examples_topic),
+            )
+            try:
+                self.registry.put(record, blob)
+            except VersionExistsError:
+                continue
+            if decision is not None:
+                self.registry.record_decision(version, decision)
+            return record
+        raise VersionExistsError("could not allocate a version name after 10 attempts")
+
+    def _switch_champion(self, version: str, model: Model) -> None:
+        self.champion_version, self.champion = version, model
+        self.policy.on_new_champion(model)
+        self.metrics.champion.info({"version": version})
+        self.metrics.forget_versions(version)
+        self._new_challenger()
+
+    def _new_challenger(self) -> None:
+        self.evaluation.reset()
+        self.ledger.reset_lineage()
+        self.since_gate = 0
+        self._dirty = True
+
+    def _check_champion(self, force: bool = False) -> None:
+        """Follow a champion promoted (or rolled back) elsewhere: the next challenger is its
+        replica. A champion whose artifact fails verification is refused; we keep ours."""
+        version = self.registry.champion_version()
+        if version is None or (version == self.champion_version and not force):
+            return
+        try:
+            model = self.registry.load(version)
+        except ArtifactError as exc:
+            self.console.print(f"[red]champion {version} refused[/]: {exc}")
+            return
+        self.console.print(f"new champion [bold]{version}[/] (was {self.champion_version}): "
+                           "the challenger restarts from it")
+        self._switch_champion(version, model)
+
+    def _report_prequential(self, fresh: PairedLosses) -> None:
+        m = self.metrics
+        m.prequential(self.champion_version, "champion", float(fresh.champion_losses.mean()),
+                      _safe_auc(fresh.labels, fresh.champion_scores))
+        m.prequential(self.champion_version, "challenger",
+                      float(fresh.challenger_losses.mean()),
+                      _safe_auc(fresh.labels, fresh.challenger_scores))
+
+    # -- durability ------------------------------------------------------------------------
+
+    def _maybe_checkpoint(self) -> None:
+        due = (time.monotonic() - self._last_checkpoint) * 1000 >= self.cfg.checkpoint_interval_ms
+        if self._dirty and due:
+            self.checkpoint()
+
+    def checkpoint(self) -> None:
+        """Make the state durable in Redis, then commit the same offsets to Kafka."""
+        if not self._dirty:
+            return
+        started = time.perf_counter()
+        self.producer.flush(30)  # DLQ records are durable before their offsets are passed
+        memory, memory_seen = self._memory()
+        self.store.save(Checkpoint(
+            mode=self.mode, champion=self.champion_version,
+            challenger=self.policy.challenger.save(), ledger=self.ledger,
+            seen=self.seen.to_state(), totals=self.totals, since_gate=self.since_gate,
+            evaluation=window_of(self.evaluation), sanity=self.sanity, memory=memory,
+            memory_seen=memory_seen, saved_at=self.now_ms(),
+        ))
+        offsets = [TopicPartition(self.kafka.examples_topic, p, o)
+                   for p, o in sorted(self.ledger.next_offsets.items())]
+        if offsets:
+            try:
+                self.consumer.commit(offsets=offsets, asynchronous=False)
+            except KafkaException as exc:  # Redis holds the truth; Kafka's copy is for lag
+                log.warning("offset commit failed (the checkpoint is durable): %s", exc)
+        self._dirty = False
+        self._last_checkpoint = time.monotonic()
+        self.metrics.checkpoints.inc()
+        self.metrics.checkpoint_seconds.observe(time.perf_counter() - started)
+        self.metrics.durable_examples.set(self.totals.trained)
+        self._update_lag()
+
+    def _memory(self) -> tuple[list[Example], int]:
+        if isinstance(self.policy, StatelessPolicy):
+            return [cast(Example, e) for e in self.policy.window], 0
+        if isinstance(self.policy, StatefulPolicy) and self.policy.reservoir is not None:
+            items = [cast(Example, e) for e in self.policy.reservoir.items]
+            return items, self.policy.reservoir.seen
+        return [], 0
+
+    def _update_lag(self) -> None:
+        for tp in self.consumer.assignment():
+            try:
+                _, high = self.consumer.get_watermark_offsets(tp, timeout=1.0, cached=False)
+            except KafkaException:
+                continue
+            done = self.ledger.next_offsets.get(tp.partition, 0)
+            self.metrics.lag.labels(partition=str(tp.partition)).set(max(0, high - done))
+
+    def _housekeeping(self) -> None:
+        now = time.monotonic()
+        if (now - self._last_poll) * 1000 >= self.cfg.champion_poll_ms:
+            self._last_poll = now
+            self.store.refresh(self.owner, self.cfg.lock_ttl_ms)
+            self._check_champion()
+        if now - self._last_log >= self.cfg.log_interval_s:
+            rate = (self.totals.trained - self._logged_trained) / (now - self._last_log)
+            self._last_log, self._logged_trained = now, self.totals.trained
+            ev = self.evaluation
+            losses = (f"challenger {ev.challenger_mean:.4f} vs champion {ev.champion_mean:.4f} "
+                      f"on {ev.n} fresh" if ev.n else "no fresh examples yet")
+            t = self.totals
+            self.console.print(
+                f"[dim]{time.strftime('%H:%M:%S')}[/] {t.trained} trained ({rate:,.0f}/s), "
+                f"{t.duplicates} dup, {t.invalid} invalid, {t.capped} capped; {losses}"
+            )
+
+    def close(self) -> None:
+        """Flush the DLQ producer, leave the group's consumer, give the lease up."""
+        self.producer.flush(10)
+        self.consumer.close()
+        self.store.release(self.owner)
+
+
+def _safe_auc(labels: Any, scores: Any) -> float:
+    area = auc(labels, scores)
+    return 0.5 if area != area else area  # NaN while only one class was seen

@@ -1,0 +1,118 @@
+"""Every Prometheus object of the trainer process (names ``streamlearn_trainer_<what>_<unit>``).
+
+Label values are bounded: example outcomes, gate outcomes and rules (the gate's fixed rule
+names), the two arms, partition numbers, and model versions — only the current champion's and
+challenger's parent's are kept; older version labels are removed when the champion changes.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, ProcessCollector
+
+EXAMPLE_OUTCOMES = ("trained", "duplicate", "capped", "invalid", "replayed")
+GATE_OUTCOMES = ("promote", "keep_training", "reject")
+GATE_RULES = (
+    "finite", "min_examples", "calibration", "auc_floor", "worse", "forgetting", "better",
+    "not_significant",
+)
+ARMS = ("champion", "challenger")
+
+
+class TrainerMetrics:
+    """The trainer's metrics, registered in ``registry`` (a fresh one per process or test)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        ProcessCollector(registry=r)
+        self.batches = Counter(
+            "streamlearn_trainer_batches", "Micro-batches tested and trained", registry=r
+        )
+        examples = Counter(
+            "streamlearn_trainer_examples", "Examples by outcome (this process)", ["outcome"],
+            registry=r,
+        )
+        self.examples = {o: examples.labels(outcome=o) for o in EXAMPLE_OUTCOMES}
+        self.durable_examples = Gauge(
+            "streamlearn_trainer_durable_examples",
+            "Examples learnt according to the last durable checkpoint (all processes)",
+            registry=r,
+        )
+        self.restored_examples = Gauge(
+            "streamlearn_trainer_restored_examples",
+            "Examples learnt according to the checkpoint this process resumed from",
+            registry=r,
+        )
+        self.update_seconds = Histogram(
+            "streamlearn_trainer_update_duration_seconds",
+            "One micro-batch: score with both models, then update the challenger",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10),
+            registry=r,
+        )
+        self.train_loss = Gauge(
+            "streamlearn_trainer_training_logloss",
+            "Mean log loss of the last update, before it (nats per example)", registry=r,
+        )
+        self.prequential_loss = Gauge(
+            "streamlearn_trainer_prequential_logloss",
+            "Mean log loss on fresh examples since the last gate decision, scored before "
+            "training", ["model_version", "arm"], registry=r,
+        )
+        self.prequential_auc = Gauge(
+            "streamlearn_trainer_prequential_auc",
+            "AUC on fresh examples since the last gate decision", ["model_version", "arm"],
+            registry=r,
+        )
+        decisions = Counter(
+            "streamlearn_trainer_gate_decisions", "Gate decisions by outcome and rule",
+            ["outcome", "rule"], registry=r,
+        )
+        self.decisions = {
+            (o, rule): decisions.labels(outcome=o, rule=rule)
+            for o in GATE_OUTCOMES for rule in GATE_RULES
+        }
+        self.champion = Info(
+            "streamlearn_trainer_champion", "The champion the challenger is compared with",
+            registry=r,
+        )
+        self.lag = Gauge(
+            "streamlearn_trainer_consumer_lag_messages",
+            "Examples on the topic not yet consumed, per partition", ["partition"], registry=r,
+        )
+        self.checkpoints = Counter(
+            "streamlearn_trainer_checkpoints", "Durable checkpoints written", registry=r
+        )
+        self.checkpoint_seconds = Histogram(
+            "streamlearn_trainer_checkpoint_duration_seconds",
+            "Write of one checkpoint to Redis and the offset commit",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+            registry=r,
+        )
+        dlq = Counter(
+            "streamlearn_trainer_dlq_records", "Examples sent to the DLQ", ["reason"],
+            registry=r,
+        )
+        self.dlq = {reason: dlq.labels(reason=reason) for reason in ("schema", "batch")}
+        self._versions: set[str] = set()
+
+    def decision(self, outcome: str, rule: str) -> None:
+        """Count one gate decision (an unknown rule name is counted as ``not_significant``)."""
+        key = (outcome, rule if rule in GATE_RULES else "not_significant")
+        self.decisions[key].inc()
+
+    def prequential(self, version: str, arm: str, loss: float, area: float) -> None:
+        """Set the prequential figures of one arm; forget labels of versions no longer used."""
+        self._versions.add(version)
+        self.prequential_loss.labels(model_version=version, arm=arm).set(loss)
+        self.prequential_auc.labels(model_version=version, arm=arm).set(area)
+
+    def forget_versions(self, keep: str) -> None:
+        """Drop the per-version series of every version but ``keep``."""
+        for version in self._versions - {keep}:
+            for arm in ARMS:
+                for gauge in (self.prequential_loss, self.prequential_auc):
+                    try:
+                        gauge.remove(version, arm)
+                    except KeyError:
+                        pass
+        self._versions &= {keep}
