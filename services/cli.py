@@ -29,6 +29,7 @@ from services.registry_cli import (
     cmd_models_rollback,
     cmd_models_show,
 )
+from services.serve_cli import add_serve_arguments, cmd_serve
 from services.stack.manager import Stack
 from services.stack.process import StackError
 from services.trainer_cli import add_train_arguments, cmd_retrain, cmd_train
@@ -180,6 +181,9 @@ def build_parser() -> argparse.ArgumentParser:
     join.add_argument("--state-dir", help="table store of this worker (one per worker)")
     join.add_argument("--loglevel", default="warning", help="Faust log level")
     join.set_defaults(func=cmd_join)
+    serve = sub.add_parser("serve", help="the serving API (FastAPI under uvicorn)")
+    add_serve_arguments(serve)
+    serve.set_defaults(func=cmd_serve)
     train = sub.add_parser("train", help="the micro-batch trainer + evaluation gate")
     retrain = sub.add_parser("retrain", help="a one-off model trained from scratch (stage 1)")
     add_train_arguments(train, retrain)

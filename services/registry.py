@@ -178,6 +178,10 @@ class RedisRegistry:
         existing = _texts(self.client.zrange(self._k("versions"), 0, -1))
         return next_version(parent, mode, existing, line=self.cfg.line)
 
+    def has_version(self, version: str) -> bool:
+        """Whether a version is registered (one ZSCORE; cheaper than ``get``)."""
+        return self.client.zscore(self._k("versions"), version) is not None
+
     def has_artifact(self, version: str) -> bool:
         """Whether the artifact is still stored (retention may have pruned it)."""
         return self.client.zscore(self._k("artifacts"), version) is not None
