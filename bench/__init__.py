@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from bench import joiner, kafka
+from bench import joiner, kafka, serving
 
 BENCHMARKS: dict[str, Callable[..., dict[str, Any]]] = {
     "joiner": joiner.run,
     "kafka": kafka.run,
+    "serving": serving.run,
 }

@@ -85,8 +85,7 @@ def create_app(ctx: ServingContext) -> FastAPI:
         if champion is None:
             raise HTTPException(503, "no model loaded yet", headers={"Retry-After": "1"})
         try:
-            scored = score(champion, body, request_id=_new_id(),
-                           now_ms=int(time.time() * 1000), new_id=_new_id)
+            scored = score(champion, body, request_id=_new_id(), now_ms=int(time.time() * 1000))
         except FeatureLimitError as err:
             raise validation_error([("body", "candidates", err.index, "features")],
                                    str(err)) from None

@@ -1,0 +1,394 @@
+"""`python -m bench serving`: the serving API against its practical limit, in one run.
+
+Two servers under the same uvicorn settings (one process, ``uvicorn.run`` defaults, access log
+off) and the same load generator:
+
+- **serving**: ``streamlearn serve`` on the real stack, champion = the cold-start FM the
+  trainer settings describe (``hash_bits`` 18), every candidate logged to a scratch
+  ``predictions`` topic;
+- **baseline**: a minimal FastAPI endpoint that reads the same request body and returns a
+  JSON of exactly the serving response's size.
+
+Phases: closed-loop maximum throughput of each (``rps``, ``baseline_rps``, ``ratio``); then
+open-loop load on serving at half its maximum rate, latency measured from each request's
+scheduled send time (no coordinated omission: ``p50_ms``, ``p99_ms``); then the same load
+while the registry alternates the champion between two versions: ``swap_visible_ms_p50`` is
+the time from the start of ``registry.promote`` (what the gate calls once it decides) to the
+first response served by the new version, and ``failed`` counts every non-200 or broken
+response across all serving phases.
+
+The load generator speaks raw HTTP/1.1 keep-alive over asyncio streams (a Python client
+library would be the bottleneck on 2 cores) and runs in this process, the servers in theirs.
+
+Targets (issue 5): ratio ≥ 0.6 with logging on; p99 ≤ 25 ms at half the maximum rps; swap
+visible ≤ 500 ms p50; failed = 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import orjson
+import redis
+from rich.console import Console
+
+from bench.common import percentile, running_stack, scratch_topic
+from config.settings import RegistrySettings, load
+from services.stack.manager import Stack
+
+CANDIDATES = 20
+TARGETS = {"ratio": 0.6, "p99_ms": 25.0, "swap_visible_ms_p50": 500.0}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _bodies(n: int, seed: int = 7) -> list[bytes]:
+    """Predict bodies with 20 candidates each, varied users and items."""
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        body = {
+            "user_id": f"u{rng.randrange(10_000)}",
+            "context": {"device": rng.choice(["mobile", "desktop", "tv"]),
+                        "hour": rng.randrange(24)},
+            "candidates": [
+                {"item_id": f"i{rng.randrange(100_000)}",
+                 "features": {"item_category": f"c{rng.randrange(50)}",
+                              "price": round(rng.uniform(1, 200), 2)}}
+                for _ in range(CANDIDATES)
+            ],
+        }
+        out.append(orjson.dumps(body))
+    return out
+
+
+def _http_request(port: int, body: bytes) -> bytes:
+    return (f"POST /v1/predict HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+            ).encode() + body
+
+
+class _Conn:
+    """One keep-alive connection speaking just enough HTTP/1.1."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+
+    @classmethod
+    async def open(cls, port: int) -> _Conn:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        return cls(reader, writer)
+
+    async def call(self, payload: bytes) -> tuple[int, bytes]:
+        self.writer.write(payload)
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        status = int(head[9:12])
+        lower = head.lower()
+        at = lower.index(b"content-length:") + len(b"content-length:")
+        length = int(lower[at:lower.index(b"\r\n", at)])
+        return status, await self.reader.readexactly(length)
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+class Load:
+    """Results of one load phase: latencies (s), failures and the versions served."""
+
+    def __init__(self) -> None:
+        self.latencies: list[float] = []
+        self.failed = 0
+        self.served: list[tuple[float, str]] = []  # (receive time, model_version)
+
+
+async def _closed_loop(port: int, payloads: list[bytes], seconds: float,
+                       connections: int) -> tuple[float, Load]:
+    """Every connection sends its next request as soon as the last one is answered."""
+    load = Load()
+    conns = [await _Conn.open(port) for _ in range(connections)]
+    deadline = time.perf_counter() + seconds
+
+    async def worker(k: int, conn: _Conn) -> None:
+        i = k
+        while time.perf_counter() < deadline:
+            t0 = time.perf_counter()
+            try:
+                status, _ = await conn.call(payloads[i % len(payloads)])
+            except (OSError, asyncio.IncompleteReadError, ValueError):
+                load.failed += 1
+                conn = await _Conn.open(port)
+                continue
+            load.latencies.append(time.perf_counter() - t0)
+            load.failed += status != 200
+            i += connections
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker(k, c) for k, c in enumerate(conns)))
+    elapsed = time.perf_counter() - started
+    for c in conns:
+        c.close()
+    return len(load.latencies) / elapsed, load
+
+
+async def _open_loop(port: int, payloads: list[bytes], seconds: float, rate: float,
+                     connections: int) -> Load:
+    """Requests scheduled at a fixed rate; latency counts from the scheduled time."""
+    load = Load()
+    pool: asyncio.Queue[_Conn] = asyncio.Queue()
+    for _ in range(connections):
+        pool.put_nowait(await _Conn.open(port))
+    tasks = []
+
+    async def one(i: int, scheduled: float) -> None:
+        conn = await pool.get()
+        try:
+            status, body = await conn.call(payloads[i % len(payloads)])
+        except (OSError, asyncio.IncompleteReadError, ValueError):
+            load.failed += 1
+            pool.put_nowait(await _Conn.open(port))
+            return
+        done = time.perf_counter()
+        pool.put_nowait(conn)
+        load.latencies.append(done - scheduled)
+        if status != 200:
+            load.failed += 1
+        else:
+            load.served.append((done, orjson.loads(body)["model_version"]))
+
+    start = time.perf_counter()
+    n = int(seconds * rate)
+    for i in range(n):
+        scheduled = start + i / rate
+        delay = scheduled - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(i, scheduled)))
+    await asyncio.gather(*tasks)
+    while not pool.empty():
+        pool.get_nowait().close()
+    return load
+
+
+@contextmanager
+def _process(args: list[str], env: dict[str, str], log: Path, port: int,
+             timeout_s: float = 90.0) -> Iterator[subprocess.Popen[bytes]]:
+    """A server subprocess, up once ``/healthz``-style readiness answers; always stopped."""
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{args[:3]} exited: {log.read_text()[-2000:]}")
+            if _ready(port):
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{args[:3]} not ready after {timeout_s} s")
+            time.sleep(0.1)
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+def _ready(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1.0) as s:
+            s.sendall(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            return s.recv(64).startswith(b"HTTP/1.1 200")
+    except OSError:
+        return False
+
+
+def _one_response(port: int, body: bytes) -> bytes:
+    async def go() -> bytes:
+        conn = await _Conn.open(port)
+        try:
+            status, out = await conn.call(_http_request(port, body))
+        finally:
+            conn.close()
+        if status != 200:
+            raise RuntimeError(f"serving answered {status}: {out[:300]!r}")
+        return out
+    return asyncio.run(go())
+
+
+def _swapper(registry: Any, versions: list[str], swaps: int, gap_s: float,
+             marks: list[tuple[float, str]], stop: threading.Event) -> None:
+    """Alternate the champion; record when each promotion started."""
+    stop.wait(gap_s)
+    for k in range(swaps):
+        if stop.is_set():
+            return
+        target = versions[k % 2]
+        t0 = time.perf_counter()
+        registry.promote(target, "bench: swap")
+        marks.append((t0, target))
+        stop.wait(gap_s)
+
+
+def _visible_ms(marks: list[tuple[float, str]], served: list[tuple[float, str]]) -> list[float]:
+    out = []
+    for t0, version in marks:
+        seen = [t for t, v in served if t >= t0 and v == version]
+        if seen:
+            out.append((min(seen) - t0) * 1000)
+    return out
+
+
+def run(quick: bool = False, console: Console | None = None) -> dict[str, Any]:
+    console = console or Console(stderr=True)
+    seconds = 3.0 if quick else 10.0
+    swaps = 4 if quick else 10
+    connections = 8
+    with running_stack() as stack, tempfile.TemporaryDirectory(prefix="bench-serving-") as tmp:
+        work = Path(tmp)
+        with scratch_topic(stack.kafka_settings.bootstrap_servers,
+                           stack.kafka_settings.partitions) as topic:
+            return _measure(stack, topic, work, seconds, swaps, connections, console)
+
+
+def _measure(stack: Stack, topic: str, work: Path, seconds: float, swaps: int,
+             connections: int, console: Console) -> dict[str, Any]:
+    from models.registry import Lineage, ModelRecord
+    from services.registry import RedisRegistry
+
+    prefix = f"bench-serving-{uuid.uuid4().hex[:8]}:"
+    client = redis.Redis.from_url(stack.redis_settings.url, socket_timeout=30.0)
+    registry = RedisRegistry(client, load(RegistrySettings, prefix=prefix))
+    serve_port, base_port = _free_port(), _free_port()
+    env = {**os.environ, "STREAMLEARN_REGISTRY_PREFIX": prefix,
+           "STREAMLEARN_KAFKA_PREDICTIONS_TOPIC": topic,
+           "STREAMLEARN_KAFKA_BOOTSTRAP_SERVERS": stack.kafka_settings.bootstrap_servers,
+           "STREAMLEARN_REDIS_URL": stack.redis_settings.url}
+    cli = str(Path(sys.executable).with_name("streamlearn"))
+    payloads = [_http_request(serve_port, b) for b in _bodies(256)]
+    try:
+        console.print("starting streamlearn serve (cold-start champion)…")
+        with _process([cli, "serve", "--port", str(serve_port), "--log-level", "warning"],
+                      env, work / "serve.log", serve_port):
+            sample = _one_response(serve_port, _bodies(1)[0])
+            (work / "response.json").write_bytes(sample)
+            with _process([sys.executable, "-m", "bench.serving", "--baseline",
+                           "--port", str(base_port), "--response", str(work / "response.json")],
+                          env, work / "baseline.log", base_port):
+                base_payloads = [_http_request(base_port, b) for b in _bodies(256)]
+                console.print(f"baseline: closed loop, {connections} connections, {seconds} s")
+                baseline_rps, _ = asyncio.run(
+                    _closed_loop(base_port, base_payloads, seconds, connections))
+            console.print(f"serving: closed loop, {connections} connections, {seconds} s")
+            rps, full = asyncio.run(_closed_loop(serve_port, payloads, seconds, connections))
+            half = rps / 2
+            console.print(f"serving: open loop at {half:.0f} rps, {seconds} s")
+            paced = asyncio.run(_open_loop(serve_port, payloads, seconds, half, 64))
+
+            champion = registry.champion_version() or "ctr-v1.0"
+            versions = [_register_challenger(registry, champion, ModelRecord, Lineage), champion]
+            marks: list[tuple[float, str]] = []
+            stop = threading.Event()
+            gap = 1.0 if seconds < 5 else 1.5
+            swapper = threading.Thread(target=_swapper,
+                                       args=(registry, versions, swaps, gap, marks, stop))
+            console.print(f"serving: open loop at {half:.0f} rps with {swaps} swaps")
+            swapper.start()
+            try:
+                swapping = asyncio.run(_open_loop(serve_port, payloads, gap * (swaps + 2),
+                                                  half, 64))
+            finally:
+                stop.set()
+                swapper.join(30)
+    finally:
+        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+        if keys:
+            client.delete(*keys)
+        client.close()
+    visible = _visible_ms(marks, swapping.served)
+    failed = full.failed + paced.failed + swapping.failed
+    figures = {
+        "candidates": CANDIDATES,
+        "rps": round(rps, 1),
+        "p50_ms": round(percentile(paced.latencies, 0.5) * 1000, 2),
+        "p99_ms": round(percentile(paced.latencies, 0.99) * 1000, 2),
+        "baseline_rps": round(baseline_rps, 1),
+        "ratio": round(rps / baseline_rps, 3),
+        "swap_visible_ms_p50": round(percentile(visible, 0.5), 1) if visible else None,
+        "failed": failed,
+        "at_rps": round(half, 1),
+        "swaps": len(marks),
+        "requests": len(full.latencies) + len(paced.latencies) + len(swapping.latencies),
+        "swap_visible_ms_max": round(max(visible), 1) if visible else None,
+        "swaps_not_visible": len(marks) - len(visible),
+    }
+    figures["meets_targets"] = bool(
+        figures["ratio"] >= TARGETS["ratio"] and figures["p99_ms"] <= TARGETS["p99_ms"]
+        and visible and figures["swap_visible_ms_p50"] <= TARGETS["swap_visible_ms_p50"]
+        and failed == 0 and len(visible) == len(marks)
+    )
+    return figures
+
+
+def _register_challenger(registry: Any, parent: str, record_cls: Any, lineage_cls: Any) -> str:
+    """A fine-tuned child of the champion, same architecture, to swap back and forth."""
+    from models.base import load_model
+
+    model = load_model(registry.artifact(parent))
+    model.learn_many([{"item_id": f"i{i}", "item_category": f"c{i % 50}"} for i in range(512)],
+                     [int(i % 7 == 0) for i in range(512)])
+    blob = model.save()
+    record = record_cls.for_model(model, blob, version=registry.next_version(parent, "stateful"),
+                                  parent=parent, mode="stateful",
+                                  created_at=int(time.time() * 1000), lineage=lineage_cls())
+    registry.put(record, blob)
+    return str(record.version)
+
+
+def _baseline(port: int, response: Path) -> None:
+    """The practical limit: FastAPI reading the body and returning fixed bytes, same size."""
+    import uvicorn
+    from fastapi import FastAPI, Request, Response
+
+    body = response.read_bytes()
+    app = FastAPI()
+
+    @app.post("/v1/predict")
+    async def predict(request: Request) -> Response:
+        await request.body()
+        return Response(body, media_type="application/json")
+
+    @app.get("/readyz")
+    async def readyz() -> dict[str, bool]:
+        return {"ready": True}
+
+    # The same settings `streamlearn serve` passes to uvicorn.run.
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description="the baseline server of bench serving")
+    parser.add_argument("--baseline", action="store_true", required=True)
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--response", type=Path, required=True)
+    cli_args = parser.parse_args()
+    _baseline(cli_args.port, cli_args.response)

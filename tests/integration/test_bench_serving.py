@@ -1,0 +1,30 @@
+"""`python -m bench serving --quick --json`: every figure issue 5 asks for, from one run."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import orjson
+
+from services.stack.manager import Stack
+
+
+def test_serving_bench_reports_every_figure(stack: Stack) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "bench", "serving", "--quick", "--json"],
+        capture_output=True, text=True, check=False, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    figures = orjson.loads(result.stdout.strip().splitlines()[-1])
+    assert set(figures) >= {"candidates", "rps", "p50_ms", "p99_ms", "baseline_rps", "ratio",
+                            "swap_visible_ms_p50", "failed"}
+    assert figures["candidates"] == 20
+    assert figures["rps"] > 0 and figures["baseline_rps"] > 0
+    assert figures["ratio"] == round(figures["rps"] / figures["baseline_rps"], 3)
+    assert 0 < figures["p50_ms"] <= figures["p99_ms"]
+    # Every swap was seen by the load and no request failed across them.
+    assert figures["swaps"] == 4 and figures["swaps_not_visible"] == 0
+    assert 0 < figures["swap_visible_ms_p50"] <= figures["swap_visible_ms_max"]
+    assert figures["failed"] == 0
+    assert isinstance(figures["meets_targets"], bool)
