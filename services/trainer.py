@@ -286,9 +286,12 @@ class Trainer:
     def _on_batch(self, batch: list[Received]) -> None:
         now = self.now_ms()
         fresh, n_dup = self.seen.filter_new(batch, now)
-        fresh = self._drop_unlearnable(fresh)
         started = time.perf_counter()
-        result = self.policy.process(self.champion, [r.example for r in fresh], now)
+        try:
+            result = self.policy.process(self.champion, [r.example for r in fresh], now)
+        except BatchError:  # scoring refuses before anything learns: find the culprits
+            fresh = self._drop_unlearnable(fresh)
+            result = self.policy.process(self.champion, [r.example for r in fresh], now)
         self.metrics.update_seconds.observe(time.perf_counter() - started)
         fresh_ids = {id(r) for r in fresh}
         for r in batch:  # duplicates and refused examples are done with too
@@ -299,13 +302,8 @@ class Trainer:
         self._maybe_gate()
 
     def _drop_unlearnable(self, fresh: list[Received]) -> list[Received]:
-        """Route to the DLQ the examples a model refuses to encode (never seen in practice:
-        the decoder already checks feature types), so one cannot fail the whole batch."""
-        try:
-            self.champion.predict_proba_many([r.example.features for r in fresh])
-            return fresh
-        except BatchError:
-            pass
+        """Route to the DLQ the examples a model refuses to encode (the decoder already
+        checks feature types, so this is a backstop), so one cannot fail the whole batch."""
         kept = []
         for r in fresh:
             try:
@@ -478,7 +476,9 @@ class Trainer:
     def _update_lag(self) -> None:
         for tp in self.consumer.assignment():
             try:
-                _, high = self.consumer.get_watermark_offsets(tp, timeout=1.0, cached=False)
+                # Cached: librdkafka updates the high watermark from every fetch response,
+                # where a broker query costs about 0.4 s per partition.
+                _, high = self.consumer.get_watermark_offsets(tp, cached=True)
             except KafkaException:
                 continue
             done = self.ledger.next_offsets.get(tp.partition, 0)

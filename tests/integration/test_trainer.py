@@ -180,7 +180,8 @@ def test_the_gate_rejects_a_worse_challenger_and_keeps_the_champion(
     kafka = make_topics(partitions=1)
     # A champion that learnt 20,000 examples of the same behaviour, registered and promoted.
     champion = build_model(SMALL["model"], hash_bits=SMALL["hash_bits"])
-    train_from_scratch(champion, stream_of(20_000, seed=7, prefix="old-", world_seed=2), batch_size=500)
+    history = stream_of(20_000, seed=7, prefix="old-", world_seed=2)
+    train_from_scratch(champion, history, batch_size=500)
     blob = champion.save()
     record = ModelRecord.for_model(champion, blob, version="ctr-v3.0", parent=None,
                                    mode="manual", created_at=int(time.time() * 1000))
