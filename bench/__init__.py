@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from bench import joiner, kafka, serving
+from bench import joiner, kafka, serving, trainer
 
 BENCHMARKS: dict[str, Callable[..., dict[str, Any]]] = {
     "joiner": joiner.run,
     "kafka": kafka.run,
     "serving": serving.run,
+    "trainer": trainer.run,
 }

@@ -1,0 +1,30 @@
+"""`python -m bench trainer --quick --json` keeps its contract (issue 4's figures, last line)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import orjson
+
+from services.stack.manager import Stack
+
+
+def test_trainer_bench_reports_every_figure(stack: Stack) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "bench", "trainer", "--quick", "--json"],
+        capture_output=True, text=True, check=False, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    figures = orjson.loads(result.stdout.strip().splitlines()[-1])
+    assert set(figures) >= {
+        "model", "train_samples_per_s", "score_samples_per_s", "update_ms_p50",
+        "system_logloss", "inprocess_logloss", "logloss_ratio",
+    }
+    assert figures["model"] == "fm" and figures["examples"] == 20_000
+    assert figures["train_samples_per_s"] > 0 and figures["score_samples_per_s"] > 0
+    assert figures["update_ms_p50"] > 0
+    # Same stream, order, batches and learner: the plumbing must not change the loss.
+    assert 0 < figures["inprocess_logloss"] < 0.69
+    assert abs(figures["logloss_ratio"] - 1.0) <= 0.02
+    assert figures["logloss_ratio"] == figures["system_logloss"] / figures["inprocess_logloss"]
