@@ -162,10 +162,10 @@ def system(kafka: KafkaSettings, stream: list[Example], console: Console) -> dic
                 first = (time.perf_counter(), trained)
             decided = sum(v for k, v in m.items()
                           if k.startswith("streamlearn_trainer_gate_decisions_total"))
-            if decided >= 1:
-                last = (time.perf_counter(), trained)
-                loss = next(v for k, v in m.items() if k.startswith(
-                    "streamlearn_trainer_prequential_logloss") and 'arm="challenger"' in k)
+            losses = [v for k, v in m.items() if k.startswith(
+                "streamlearn_trainer_prequential_logloss") and 'arm="challenger"' in k]
+            if decided >= 1 and losses:
+                last, loss = (time.perf_counter(), trained), losses[0]
                 break
             if proc.poll() is not None:
                 raise RuntimeError(f"streamlearn train exited with {proc.returncode}")

@@ -343,8 +343,8 @@ class Trainer:
         decision = decide(fresh, self._sanity_pairs(), self.gate)
         self.last_decision = decision
         self.totals = replace(self.totals, decisions=self.totals.decisions + 1)
+        self._report_prequential(fresh)  # before the count: a scrape sees both or neither
         self.metrics.decision(decision.outcome, decision.rule)
-        self._report_prequential(fresh)
         colour = {"promote": "green", "reject": "red"}.get(decision.outcome, "yellow")
         self.console.print(f"gate: [{colour}]{decision.outcome}[/] — {decision.reason}")
         if decision.outcome == "keep_training":

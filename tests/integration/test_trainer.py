@@ -343,3 +343,54 @@ def test_a_trainer_killed_mid_stream_resumes_and_learns_each_example_exactly_onc
     assert 2_000 <= restored < 6_000
     assert restored + trained_by_second == 6_000
     assert state.ledger.n_trained == 6_000  # one challenger learnt the whole stream
+
+
+def test_a_champion_promoted_elsewhere_becomes_the_next_challengers_start(
+    make_topics: Callable[..., KafkaSettings], registry: RedisRegistry
+) -> None:
+    kafka = make_topics(partitions=1)
+    produce(kafka, stream_of(1_000, seed=5))
+    trainer = in_process(kafka, registry, gate_every_examples=100_000, champion_poll_ms=50)
+    try:
+        wait_for(lambda: trainer.poll_once() or trainer.totals.trained == 1_000, 30,
+                 "the first 1,000 examples")
+        assert trainer.ledger.n_trained == 1_000
+        other = build_model(SMALL["model"], hash_bits=SMALL["hash_bits"], seed=9)
+        blob = other.save()
+        registry.put(ModelRecord.for_model(other, blob, version="ctr-v7.0", parent=None,
+                                           mode="manual", created_at=int(time.time() * 1000)),
+                     blob)
+        registry.promote("ctr-v7.0", "promoted by an operator")
+        wait_for(lambda: trainer.poll_once() or trainer.champion_version == "ctr-v7.0", 10,
+                 "the trainer to follow the new champion")
+        # The challenger is now a replica of v7.0, its lineage starts afresh.
+        feats = [e.features for e in stream_of(50, seed=6)]
+        assert (trainer.policy.challenger.predict_proba_many(feats)
+                == other.predict_proba_many(feats)).all()
+        assert trainer.ledger.n_trained == 0 and trainer.evaluation.n == 0
+    finally:
+        trainer.close()
+
+
+def test_retrain_from_scratch_registers_a_manual_major_version(
+    make_topics: Callable[..., KafkaSettings], registry: RedisRegistry
+) -> None:
+    kafka = make_topics(partitions=2)
+    produce(kafka, stream_of(3_000, seed=8))
+    env = {
+        **os.environ,
+        "STREAMLEARN_KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
+        "STREAMLEARN_KAFKA_EXAMPLES_TOPIC": kafka.examples_topic,
+        "STREAMLEARN_REGISTRY_PREFIX": registry.cfg.prefix,
+        "STREAMLEARN_REGISTRY_SIGNING_KEY": SIGNING_KEY,
+        "STREAMLEARN_TRAINER_MODEL": SMALL["model"],
+        "STREAMLEARN_TRAINER_HASH_BITS": str(SMALL["hash_bits"]),
+    }
+    done = subprocess.run([sys.executable, "-m", "services.cli", "retrain", "--from-scratch"],
+                          env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "trained logreg from scratch on 2700 examples" in done.stdout.replace("\n", " ")
+    # 10 % held out; no champion to judge against yet, so the new model is promoted as v1.0.
+    assert registry.champion_version() == "ctr-v1.0"
+    record = registry.get("ctr-v1.0")
+    assert (record.mode, record.parent, record.status) == ("manual", None, "champion")
