@@ -9,7 +9,9 @@ off) and the same load generator:
 - **baseline**: a minimal FastAPI endpoint that reads the same request body and returns a
   JSON of exactly the serving response's size.
 
-Phases: closed-loop maximum throughput of each (``rps``, ``baseline_rps``, ``ratio``); then
+Phases: closed-loop maximum throughput of each, measured in alternating slices (serving,
+baseline, serving, …) so that other load on the machine weighs on both alike (``rps``,
+``baseline_rps``, ``ratio``); then
 open-loop load on serving at half its maximum rate, latency measured from each request's
 scheduled send time (no coordinated omission: ``p50_ms``, ``p99_ms``); then the same load
 while the registry alternates the champion between two versions: ``swap_visible_ms_p50`` is
@@ -258,6 +260,25 @@ def _visible_ms(marks: list[tuple[float, str]], served: list[tuple[float, str]])
     return out
 
 
+def _alternating(serving: tuple[int, list[bytes]], baseline: tuple[int, list[bytes]],
+                 slices: int, slice_s: float, connections: int) -> tuple[float, float, Load]:
+    """Closed-loop throughput of both servers, measured in alternating slices so that
+    whatever else runs on the machine weighs on both alike."""
+    served, base = Load(), Load()
+    serve_s = base_s = 0.0
+    for _ in range(slices):
+        for (port, payloads), into, is_serving in ((baseline, base, False),
+                                                    (serving, served, True)):
+            rps, part = asyncio.run(_closed_loop(port, payloads, slice_s, connections))
+            into.latencies += part.latencies
+            into.failed += part.failed
+            if is_serving:
+                serve_s += len(part.latencies) / rps
+            else:
+                base_s += len(part.latencies) / rps
+    return len(served.latencies) / serve_s, len(base.latencies) / base_s, served
+
+
 def run(quick: bool = False, console: Console | None = None) -> dict[str, Any]:
     console = console or Console(stderr=True)
     seconds = 3.0 if quick else 10.0
@@ -272,6 +293,7 @@ def run(quick: bool = False, console: Console | None = None) -> dict[str, Any]:
 
 def _measure(stack: Stack, topic: str, work: Path, seconds: float, swaps: int,
              connections: int, console: Console) -> dict[str, Any]:
+    slices, slice_s = (2, 1.5) if seconds < 5 else (5, 2.0)
     from models.registry import Lineage, ModelRecord
     from services.registry import RedisRegistry
 
@@ -295,11 +317,11 @@ def _measure(stack: Stack, topic: str, work: Path, seconds: float, swaps: int,
                            "--port", str(base_port), "--response", str(work / "response.json")],
                           env, work / "baseline.log", base_port):
                 base_payloads = [_http_request(base_port, b) for b in _bodies(256)]
-                console.print(f"baseline: closed loop, {connections} connections, {seconds} s")
-                baseline_rps, _ = asyncio.run(
-                    _closed_loop(base_port, base_payloads, seconds, connections))
-            console.print(f"serving: closed loop, {connections} connections, {seconds} s")
-            rps, full = asyncio.run(_closed_loop(serve_port, payloads, seconds, connections))
+                console.print(f"max throughput: {slices} alternating slices of {slice_s} s "
+                              f"each, {connections} connections")
+                rps, baseline_rps, full = _alternating(
+                    (serve_port, payloads), (base_port, base_payloads), slices, slice_s,
+                    connections)
             half = rps / 2
             console.print(f"serving: open loop at {half:.0f} rps, {seconds} s")
             paced = asyncio.run(_open_loop(serve_port, payloads, seconds, half, 64))
@@ -326,14 +348,17 @@ def _measure(stack: Stack, topic: str, work: Path, seconds: float, swaps: int,
         client.close()
     visible = _visible_ms(marks, swapping.served)
     failed = full.failed + paced.failed + swapping.failed
-    figures = {
+    p50_ms = percentile(paced.latencies, 0.5) * 1000
+    p99_ms = percentile(paced.latencies, 0.99) * 1000
+    swap_p50 = percentile(visible, 0.5) if visible else None
+    figures: dict[str, Any] = {
         "candidates": CANDIDATES,
         "rps": round(rps, 1),
-        "p50_ms": round(percentile(paced.latencies, 0.5) * 1000, 2),
-        "p99_ms": round(percentile(paced.latencies, 0.99) * 1000, 2),
+        "p50_ms": round(p50_ms, 2),
+        "p99_ms": round(p99_ms, 2),
         "baseline_rps": round(baseline_rps, 1),
         "ratio": round(rps / baseline_rps, 3),
-        "swap_visible_ms_p50": round(percentile(visible, 0.5), 1) if visible else None,
+        "swap_visible_ms_p50": None if swap_p50 is None else round(swap_p50, 1),
         "failed": failed,
         "at_rps": round(half, 1),
         "swaps": len(marks),
@@ -342,8 +367,8 @@ def _measure(stack: Stack, topic: str, work: Path, seconds: float, swaps: int,
         "swaps_not_visible": len(marks) - len(visible),
     }
     figures["meets_targets"] = bool(
-        figures["ratio"] >= TARGETS["ratio"] and figures["p99_ms"] <= TARGETS["p99_ms"]
-        and visible and figures["swap_visible_ms_p50"] <= TARGETS["swap_visible_ms_p50"]
+        rps / baseline_rps >= TARGETS["ratio"] and p99_ms <= TARGETS["p99_ms"]
+        and swap_p50 is not None and swap_p50 <= TARGETS["swap_visible_ms_p50"]
         and failed == 0 and len(visible) == len(marks)
     )
     return figures

@@ -44,7 +44,8 @@ class ServingContext:
     watcher: ChampionWatcher | None = None
 
 
-def _context(request: Request) -> ServingContext:
+async def _context(request: Request) -> ServingContext:
+    # async: FastAPI runs a sync dependency in its thread pool, a thread hop per request.
     ctx: ServingContext = request.app.state.ctx
     return ctx
 

@@ -74,6 +74,9 @@ class KafkaSink:
             "message.timeout.ms": message_timeout_ms,
             "enable.idempotence": False,
             "acks": 1,
+            # Successes need no Python callback (20 per request); failures are counted.
+            "delivery.report.only.error": True,
+            "on_delivery": self._on_delivery,
             "error_cb": self._on_error,
             # librdkafka's own log lines go through logging (served by poll), not raw stderr.
             "logger": logging.getLogger("services.serving_sink.librdkafka"),
@@ -87,7 +90,7 @@ class KafkaSink:
     def send(self, topic: str, key: str, value: bytes) -> None:
         """Queue one message; a full queue or a producer error is counted, never raised."""
         try:
-            self._producer.produce(topic, value=value, key=key, on_delivery=self._on_delivery)
+            self._producer.produce(topic, value=value, key=key)
         except BufferError:
             self._metrics.produce_error(topic, "overflow")
         except (KafkaException, ValueError, TypeError) as exc:
@@ -103,8 +106,8 @@ class KafkaSink:
         return self._fatal is None and self._poller.is_alive() and self.fill() < 1.0
 
     def status(self) -> dict[str, Any]:
-        """Queue fill and the last broker-level error (an unreachable broker does not make
-        the producer unusable: messages wait in the queue until it overflows)."""
+        """Queue fill and the last broker-level error seen (an unreachable broker does not
+        make the producer unusable: messages wait in the queue until it overflows)."""
         return {"usable": self.usable(), "buffer_fill": round(self.fill(), 4),
                 "broker_error": self._broker_error, "fatal_error": self._fatal}
 
@@ -127,8 +130,6 @@ class KafkaSink:
     def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
         if err is not None:
             self._metrics.produce_error(msg.topic() or "?", "delivery")
-        elif self._broker_error is not None:
-            self._broker_error = None
 
     def _on_error(self, err: KafkaError) -> None:
         if err.fatal():
