@@ -12,6 +12,7 @@ promoted if the gate says so (or with ``--promote``).
 from __future__ import annotations
 
 import argparse
+import logging
 import signal
 import time
 from collections import OrderedDict
@@ -58,6 +59,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from services.trainer_metrics import TrainerMetrics
     from services.trainer_store import StateStore
 
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     overrides: dict[str, Any] = {"mode": args.mode} if args.mode else {}
     if args.metrics_port is not None:
         overrides["metrics_port"] = args.metrics_port
