@@ -233,13 +233,14 @@ def decode_result(raw: bytes) -> StepResult | None:
     if not raw:
         return None
     with np.load(io.BytesIO(raw), allow_pickle=False) as data:
-        arrays = [np.array(data[name]) for name in _ARRAYS]
-    return StepResult(*arrays)
+        a, b, c, d, e = (np.array(data[name]) for name in _ARRAYS)
+    return StepResult(a, b, c, d, e)
 
 
 def window_of(evaluation: Evaluation) -> StepResult | None:
     """An evaluation window folded into one ``StepResult`` (what a checkpoint keeps)."""
     if not evaluation.n:
         return None
-    paired = evaluation.paired()
-    return StepResult(*(getattr(paired, name) for name in _ARRAYS))
+    p = evaluation.paired()
+    return StepResult(p.champion_losses, p.challenger_losses, p.champion_scores,
+                      p.challenger_scores, p.labels)
