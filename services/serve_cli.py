@@ -8,6 +8,7 @@ no champion in the registry, a cold-start model is registered and promoted as v1
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -88,6 +89,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
                     load(SchemaSettings), load(TrainerSettings))
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Everything imported so far (torch, pydantic, FastAPI) lives as long as the process:
+    # out of the collector's sight, a full collection no longer walks it in a request's time.
+    gc.collect()
+    gc.freeze()
     uvicorn.run(app, host=serving.host, port=serving.port, log_level=args.log_level,
                 access_log=serving.access_log)
     return 0

@@ -441,7 +441,7 @@ def test_an_unreachable_broker_never_fails_a_request(
                 assert response.status_code == 200, response.text
             assert http.post("/v1/events", json={"events": [
                 {"type": "click", "prediction_id": "p1"}]}).status_code == 202
-            assert slowest < 0.5, f"a request took {slowest:.3f} s with the broker down"
+            assert slowest < 1.0, f"a request took {slowest:.3f} s with the broker down"
 
             def errors(reason: str) -> float:
                 text = http.get("/metrics").text
