@@ -151,9 +151,14 @@ async def _closed_loop(port: int, payloads: list[bytes], seconds: float,
 
 
 async def _open_loop(port: int, payloads: list[bytes], seconds: float, rate: float,
-                     connections: int) -> Load:
-    """Requests scheduled at a fixed rate; latency counts from the scheduled time."""
-    load = Load()
+                     connections: int, *, load: Load | None = None,
+                     until: threading.Event | None = None) -> Load:
+    """Requests scheduled at a fixed rate; latency counts from the scheduled time.
+
+    Runs ``seconds``, or with ``until`` for as long as that event is unset (at most four
+    times ``seconds``). ``load`` may be passed to watch results while it runs.
+    """
+    load = load or Load()
     pool: asyncio.Queue[_Conn] = asyncio.Queue()
     for _ in range(connections):
         pool.put_nowait(await _Conn.open(port))
@@ -176,8 +181,10 @@ async def _open_loop(port: int, payloads: list[bytes], seconds: float, rate: flo
             load.served.append((done, orjson.loads(body)["model_version"]))
 
     start = time.perf_counter()
-    n = int(seconds * rate)
-    for i in range(n):
+    n, cap = int(seconds * rate), int(4 * seconds * rate)
+    for i in range(cap):
+        if i >= n and (until is None or until.is_set()):
+            break
         scheduled = start + i / rate
         delay = scheduled - time.perf_counter()
         if delay > 0:
@@ -238,17 +245,24 @@ def _one_response(port: int, body: bytes) -> bytes:
 
 
 def _swapper(registry: Any, versions: list[str], swaps: int, gap_s: float,
-             marks: list[tuple[float, str]], stop: threading.Event) -> None:
-    """Alternate the champion; record when each promotion started."""
-    stop.wait(gap_s)
-    for k in range(swaps):
-        if stop.is_set():
-            return
-        target = versions[k % 2]
-        t0 = time.perf_counter()
-        registry.promote(target, "bench: swap")
-        marks.append((t0, target))
-        stop.wait(gap_s)
+             marks: list[tuple[float, str]], load: Load, done: threading.Event) -> None:
+    """Alternate the champion, each time waiting (≤ 10 s) until the load has seen the new
+    version; record when each promotion started. ``done`` ends the load."""
+    try:
+        time.sleep(gap_s)
+        for k in range(swaps):
+            target = versions[k % 2]
+            t0 = time.perf_counter()
+            registry.promote(target, "bench: swap")
+            marks.append((t0, target))
+            deadline = time.monotonic() + 10.0
+            while time.monotonic() < deadline and not any(
+                t >= t0 and v == target for t, v in load.served[-50:]
+            ):
+                time.sleep(0.01)
+            time.sleep(gap_s)
+    finally:
+        done.set()
 
 
 def _visible_ms(marks: list[tuple[float, str]], served: list[tuple[float, str]]) -> list[float]:
@@ -329,18 +343,18 @@ def _measure(stack: Stack, topic: str, work: Path, seconds: float, swaps: int,
             champion = registry.champion_version() or "ctr-v1.0"
             versions = [_register_challenger(registry, champion, ModelRecord, Lineage), champion]
             marks: list[tuple[float, str]] = []
-            stop = threading.Event()
-            gap = 1.0 if seconds < 5 else 1.5
-            swapper = threading.Thread(target=_swapper,
-                                       args=(registry, versions, swaps, gap, marks, stop))
+            done = threading.Event()
+            gap = 0.5 if seconds < 5 else 1.0
+            swapping = Load()
+            swapper = threading.Thread(target=_swapper, args=(registry, versions, swaps, gap,
+                                                              marks, swapping, done))
             console.print(f"serving: open loop at {half:.0f} rps with {swaps} swaps")
             swapper.start()
             try:
-                swapping = asyncio.run(_open_loop(serve_port, payloads, gap * (swaps + 2),
-                                                  half, 64))
+                asyncio.run(_open_loop(serve_port, payloads, gap * (swaps + 1), half, 64,
+                                       load=swapping, until=done))
             finally:
-                stop.set()
-                swapper.join(30)
+                swapper.join(60)
     finally:
         keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
         if keys:
