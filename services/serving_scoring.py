@@ -110,8 +110,9 @@ def score(
         FeatureLimitError: See ``model_features``.
     """
     features = model_features(request)
-    raw = np.asarray(champion.model.predict_proba_many(features), dtype=np.float64)
-    scores = np.clip(np.nan_to_num(raw, nan=0.0, posinf=1.0, neginf=0.0), 0.0, 1.0)
+    scores = np.asarray(champion.model.predict_proba_many(features), dtype=np.float64)
+    if not (np.isfinite(scores).all() and scores.min() >= 0.0 and scores.max() <= 1.0):
+        scores = np.clip(np.nan_to_num(scores, nan=0.0, posinf=1.0, neginf=0.0), 0.0, 1.0)
     ids = [f"{request_id}-{i}" for i in range(len(features))]
     values = scores.tolist()
     messages = []

@@ -171,3 +171,21 @@ def test_huge_numbers_are_scored_not_crashed_on(client: TestClient, sink: ListSi
 def test_docstring_examples(module: Any) -> None:
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
     assert result.failed == 0 and result.attempted > 0
+
+
+class _Broken:
+    """A model whose scores are out of range or not finite."""
+
+    def predict_proba_many(self, batch: Any) -> Any:
+        import numpy as np
+
+        return np.array([np.nan, 1.5, -0.2, np.inf][: len(batch)])
+
+
+def test_a_broken_models_scores_are_clamped_into_the_schema(make_client: MakeClient,
+                                                             sink: ListSink) -> None:
+    client, _ = make_client(_Broken())  # type: ignore[arg-type]
+    out = client.post("/v1/predict", json=make_predict(4)).json()
+    assert sorted(p["score"] for p in out["predictions"]) == [0.0, 0.0, 1.0, 1.0]
+    assert all(isinstance(decode_prediction(v, key=k), Prediction)
+               for k, v in sink.on("predictions"))
