@@ -36,6 +36,7 @@ from config.settings import (
 )
 from models import build_model
 from models.base import Model
+from models.gate import GateDecision
 from models.registry import ChampionChange, Lineage, ModelRecord, OffsetRange
 from services.registry import RedisRegistry
 from services.serve_cli import build_app
@@ -268,6 +269,31 @@ def test_a_registered_but_unpromoted_v1_is_adopted(registry: RedisRegistry) -> N
                  blob)
     assert ensure_champion(registry, lambda: pytest.fail("must not build")) == "ctr-v1.0"
     assert [r.version for r in registry.list()] == ["ctr-v1.0"]
+
+
+def test_a_rejected_v1_makes_the_cold_start_take_the_next_major(
+    registry: RedisRegistry,
+) -> None:
+    model = build_model("logreg", hash_bits=10)
+    blob = model.save()
+    registry.put(ModelRecord.for_model(model, blob, version="ctr-v1.0", parent=None,
+                                       mode="cold_start", created_at=int(time.time() * 1000)),
+                 blob)
+    registry.reject("ctr-v1.0", GateDecision("reject", "integration: rejected", {}, "test"))
+    assert ensure_champion(registry, lambda: build_model("logreg", hash_bits=10)) == "ctr-v2.0"
+    assert registry.get("ctr-v2.0").mode == "cold_start"
+    assert registry.get("ctr-v1.0").status == "rejected"
+
+
+def test_the_poll_finds_a_champion_change_without_an_announcement(
+    serve: Callable[..., Served], registry: RedisRegistry, rclient: redis.Redis
+) -> None:
+    served = serve()  # polls every second (ServingSettings in the fixture)
+    register(registry, "ctr-v1.0", seed=1)
+    # The pointer moves with no pub/sub message (as if the announcement had been lost).
+    rclient.set(f"{registry.cfg.prefix}champion", "ctr-v1.1")
+    wait_for(lambda: served.predict().json()["model_version"] == "ctr-v1.1", 5,
+             "the poll to pick up ctr-v1.1")
 
 
 def test_hot_swap_under_concurrent_load_fails_no_request(
