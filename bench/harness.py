@@ -23,11 +23,14 @@ from streams.joiner.policy import JoinPolicy
 from streams.joiner.scenario import RawMessage
 from streams.schemas import Example, decode_example
 
-# Windows close within seconds once input stops; lateness and lead exceed a compressed
-# scenario's span so any interleaving of the two topics gives the same examples.
+# Lateness and lead exceed a compressed scenario's span so any interleaving of the two topics
+# gives the same examples. Windows close on idle only: the idle timeout must exceed every quiet
+# gap a test makes mid-stream (sleeps before a kill, a rebalance), or event time would jump
+# ahead of input still to come and close windows the expectation keeps open. Closing needs
+# lateness + window of quiet anyway, so this costs no drain time.
 TEST_POLICY = JoinPolicy(
     attribution_window_ms=2_000, allowed_lateness_ms=15_000, max_event_lead_ms=15_000,
-    idle_timeout_ms=1_000,
+    idle_timeout_ms=16_000,
 )
 
 
@@ -60,6 +63,7 @@ class JoinerCluster:
             "STREAMLEARN_KAFKA_PARTITIONS": str(k.partitions),
             "STREAMLEARN_JOINER_GROUP_ID": self.group,
             "STREAMLEARN_JOINER_TICKS_TOPIC": f"{self.group}-ticks",
+            "STREAMLEARN_JOINER_STATE_TOPIC": f"{self.group}-state",
             "STREAMLEARN_JOINER_STATE_DIR": str(self.workdir / name),
             "STREAMLEARN_JOINER_METRICS_PORT": str(metrics_port),
             "STREAMLEARN_JOINER_POLICY": p.policy,
@@ -189,29 +193,40 @@ def wait_until_drained(cluster: JoinerCluster, timeout_s: float = 180.0) -> None
     raise AssertionError(f"joiner did not drain within {timeout_s} s\n{cluster.logs()}")
 
 
-def read_all(kafka: KafkaSettings, topic: str) -> list[bytes]:
-    """Every committed message of ``topic`` (read_committed), up to the current end."""
-    ends = end_offsets(kafka, [topic])
+def read_all(kafka: KafkaSettings, topic: str, settle_s: float = 1.0) -> list[bytes]:
+    """Every committed message of ``topic`` (read_committed), once the topic has settled.
+
+    A worker that has just reported "nothing pending" may still have its last outputs in its
+    producer's buffer or in a transaction that commits within ``commit_interval_ms``. So the
+    read repeats until the end offsets stop moving for ``settle_s`` and the read_committed
+    position has reached them (it cannot pass an open transaction: reaching the end means
+    every record before it is decided).
+    """
     consumer = Consumer({
         "bootstrap.servers": kafka.bootstrap_servers, "group.id": f"read-{uuid.uuid4().hex}",
         "isolation.level": "read_committed", "enable.auto.commit": False,
     })
-    consumer.assign([TopicPartition(topic, tp.partition, 0) for tp in ends])
     values: list[bytes] = []
-    positions = {tp.partition: 0 for tp in ends}
-    deadline = time.monotonic() + 60
-    # With read_committed the end is the last stable offset: stop when every partition's
-    # position has reached the end offset taken above (control records included).
-    while time.monotonic() < deadline:
-        for msg in consumer.consume(1000, 0.2):
-            if msg.error() is None:
-                values.append(msg.value())
-        for tp in consumer.position([TopicPartition(topic, p) for p in positions]):
-            positions[tp.partition] = tp.offset
-        if all(end == 0 or positions[tp.partition] >= end for tp, end in ends.items()):
-            break
-    consumer.close()
-    return values
+    deadline = time.monotonic() + 120
+    try:
+        ends = end_offsets(kafka, [topic])
+        consumer.assign([TopicPartition(topic, tp.partition, 0) for tp in ends])
+        positions = {tp.partition: 0 for tp in ends}
+        while time.monotonic() < deadline:
+            for msg in consumer.consume(1000, 0.2):
+                if msg.error() is None:
+                    values.append(msg.value())
+            for tp in consumer.position([TopicPartition(topic, p) for p in positions]):
+                positions[tp.partition] = tp.offset
+            if all(end == 0 or positions[tp.partition] >= end for tp, end in ends.items()):
+                time.sleep(settle_s)
+                later = end_offsets(kafka, [topic])
+                if later == ends:
+                    return values
+                ends = later
+        raise AssertionError(f"{topic}: read_committed did not reach the end in 120 s")
+    finally:
+        consumer.close()
 
 
 def read_examples(kafka: KafkaSettings) -> list[Example]:

@@ -197,12 +197,9 @@ class JoinerSettings(_Section):
     commit_interval_ms: int = Field(100, ge=10)
     tick_interval_ms: int = Field(1_000, ge=50)
     ticks_topic: str = "streamlearn-joiner-ticks"
+    state_topic: str = "streamlearn-joiner-state"
     metrics_port: int = Field(9101, ge=0, le=65535)
     session_timeout_ms: int = Field(10_000, ge=1_000)
-    # "memory" rebuilds the table from its read_committed changelog at every start. A local
-    # RocksDB store keeps writes of transactions a crash aborted (state ahead of Kafka), which
-    # Faust then refuses to start on: use it only without exactly-once needs.
-    store: Literal["memory", "rocksdb"] = "memory"
     # How far back a (re)assigned worker reads ``examples`` to learn what was already emitted.
     dedup_horizon_ms: int = Field(15 * 60 * 1000, ge=0)
 

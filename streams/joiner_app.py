@@ -1,33 +1,42 @@
 """The natural-label joiner as a Faust worker: a thin shell around ``streams.joiner.core``.
 
 One agent reads ``predictions``, ``events`` and an internal ``ticks`` topic, all co-partitioned;
-partition N of each goes to the same ``PartitionJoiner``. Its state lives in a changelogged
-Faust table, one row per prediction_id plus one clock row per partition, keyed
-``b"<partition>|<prediction_id>"`` so a partition's rows can be found again on restore.
+partition N of each goes to the same ``PartitionJoiner``.
 
-Exactly once as the trainer sees it, in two layers:
+Exactly once as the trainer sees it:
 
-1. ``processing_guarantee="exactly_once"``: the examples, late labels, DLQ records, table
-   changelog and input offsets of a step commit in one Kafka transaction per partition
-   (``commit_interval_ms``). A crash aborts the open transaction; the restarted worker rebuilds
-   the table from its read_committed changelog and replays the input from the committed
-   offsets.
-2. Faust's exactly-once still let one example in 14,000 through twice across kill -9 in our
-   test (upstream #517/#177), so on (re)assignment a worker also reads its partition's recent
-   ``examples`` back (``streams.joiner_dedup``) and never sends one for a prediction already
-   there.
+1. ``processing_guarantee="exactly_once"``: Faust consumes with read_committed and commits the
+   input offsets of partition N in a Kafka transaction of its own (``commit_interval_ms``).
+   Every output of a message from partition N — examples, late labels, DLQ records and the
+   state rows below — is sent inside that same transaction (``_send``), so a crash aborts them
+   together with the offsets and the input is replayed.
+2. **State is ours, not a Faust table.** Each pending prediction is one row of a compacted
+   changelog topic (``state_topic``, key ``b"<partition>|<prediction_id>"``, plus one clock row
+   per partition) written in the transaction above. When a partition is (re)assigned the worker
+   rebuilds its joiner from that topic read with read_committed, i.e. exactly the state after
+   the last committed offset. We measured why a Faust table could not do this: its in-memory
+   store keeps writes of aborted transactions across a rebalance (the replayed input then
+   finds its own effects and emits nothing), and its recovery crashed with ConsistencyError
+   when a rebalance hit during an open transaction.
+3. **Revocation aborts.** Faust drops a revoked partition's acknowledged offsets before its
+   revocation commit, so that commit leaves the partition's transaction open, and the next
+   generation would commit it together with the replay of the same input (duplicates). The
+   worker aborts the open transactions of revoked partitions instead; whoever owns a partition
+   next replays from its committed offset and state.
+4. On (re)assignment a worker also reads its partition's recent ``examples`` back
+   (``streams.joiner_readback``) and never sends one for a prediction already there.
 
-The integration tests kill -9 the worker mid-stream and count every example on a
-read_committed consumer instead of trusting either layer.
+The integration tests kill -9 the worker mid-stream and move partitions between live workers,
+and count every example on a read_committed consumer instead of trusting any layer.
 
-Why ticks: Faust only lets a table change inside the processing of a message (that is what
-ties the change to a partition and a transaction). Closing windows on a quiet partition is
-such a change, so a timer writes a wall-clock tick to every partition of the ticks topic and
-the agent handles it like any other message.
+Why ticks: a window closing on a quiet partition is a change of state and of output, which must
+belong to a partition's transaction like any other; so a timer writes a wall-clock tick to
+every partition of the ticks topic and the agent handles it like any other message.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from pathlib import Path
@@ -40,7 +49,7 @@ from faust.types import EventT
 
 from config.settings import JoinerSettings, KafkaSettings, SchemaSettings
 from streams.dlq import dlq_record
-from streams.joiner import PartitionJoiner
+from streams.joiner import JoinerError, PartitionJoiner
 from streams.joiner import output as out
 from streams.joiner.partitioning import murmur2_partition
 from streams.joiner.settings import from_settings
@@ -51,8 +60,8 @@ from streams.joiner.state import (
     decode_record,
     encode_record,
 )
-from streams.joiner_dedup import EmittedIds, read_emitted
 from streams.joiner_metrics import JoinerMetrics, dlq_reason_code
+from streams.joiner_readback import EmittedIds, read_emitted, read_state
 from streams.schemas import DecodeError, TimeBounds, decode_event, decode_prediction, encode
 
 log = logging.getLogger(__name__)
@@ -105,7 +114,7 @@ class JoinerWorker:
         app = faust.App(
             s.group_id,
             broker=[f"kafka://{server.strip()}" for server in k.bootstrap_servers.split(",")],
-            store=f"{s.store}://",
+            store="memory://",
             datadir=str(state_dir),
             processing_guarantee="exactly_once",
             broker_commit_interval=s.commit_interval_ms / 1000,
@@ -123,10 +132,6 @@ class JoinerWorker:
         )
         self._tick_producer = Producer({"bootstrap.servers": k.bootstrap_servers, "linger.ms": 0})
         source = app.topic(k.predictions_topic, k.events_topic, s.ticks_topic, **RAW)
-        self.table = app.Table(
-            "joiner-state", default=None, partitions=k.partitions,
-            key_type=bytes, value_type=bytes,
-        )
 
         @app.agent(source, name="join")
         async def join(stream: faust.StreamT) -> None:
@@ -144,8 +149,17 @@ class JoinerWorker:
                 )
             self._tick_producer.poll(0)
 
-        async def forget(*_: Any, **__: Any) -> None:
-            # Partitions may move; restore from the (recovered) table on next use.
+        async def revoked(*args: Any, **__: Any) -> None:
+            # Called as (app, revoked topic-partitions, signal=...).
+            tps = next((a for a in args if isinstance(a, set)), set())
+            await self._abort_open_transactions({tp.partition for tp in tps})
+            forget()
+
+        async def assigned(*_: Any, **__: Any) -> None:
+            forget()
+
+        def forget() -> None:
+            # Partitions may move; restore from the committed state on next use.
             self.joiners.clear()
             self.emitted.clear()
             # Per-partition gauges belong to whoever owns the partition after the rebalance.
@@ -153,28 +167,42 @@ class JoinerWorker:
             self.metrics.watermark_lag.clear()
 
         # Strong references: the signal would drop a weakly held local function.
-        app.on_partitions_revoked.connect(forget, weak=False)
-        app.on_partitions_assigned.connect(forget, weak=False)
+        app.on_partitions_revoked.connect(revoked, weak=False)
+        app.on_partitions_assigned.connect(assigned, weak=False)
 
         return app
 
     # -- per message ---------------------------------------------------------------------
-    def joiner_for(self, partition: int) -> PartitionJoiner:
-        """The partition's joiner, restored from the table on first use after a rebalance."""
+    async def joiner_for(self, partition: int) -> PartitionJoiner:
+        """The partition's joiner, restored from the committed state on first use after a
+        (re)assignment.
+
+        Raises:
+            JoinerError: the committed state could not be read to its end (the worker stops;
+                its supervisor restarts it) or is inconsistent.
+        """
         joiner = self.joiners.get(partition)
         if joiner is None:
-            prefix = f"{partition}|".encode()
+            k = self.kafka
+            loop = asyncio.get_running_loop()
+            # Blocking reads on the event loop would starve the group heartbeat (a long one
+            # gets the worker evicted and the rebalance starts over): read in threads.
+            rows, complete = await loop.run_in_executor(
+                None, read_state, k.bootstrap_servers, self.settings.state_topic, partition,
+            )
+            if not complete:
+                raise JoinerError(f"partition {partition}: committed state not read to its end "
+                                  f"in time ('{self.settings.state_topic}')")
             records, clock = [], PartitionClock()
-            for key, value in self.table.items():
-                if not key.startswith(prefix) or value is None:
-                    continue
-                if key == table_key(partition, CLOCK_ID):
+            clock_key = table_key(partition, CLOCK_ID)
+            for key, value in rows.items():
+                if key == clock_key:
                     clock = clock_from_dict(orjson.loads(value))
                 else:
                     records.append(decode_record(value))
             joiner = PartitionJoiner.restore(self.policy, records, clock)
-            emitted, complete = read_emitted(
-                self.kafka.bootstrap_servers, self.kafka.examples_topic, partition,
+            emitted, complete = await loop.run_in_executor(
+                None, read_emitted, k.bootstrap_servers, k.examples_topic, partition,
                 self.settings.dedup_horizon_ms,
             )
             if not complete:
@@ -191,7 +219,7 @@ class JoinerWorker:
         """Decode one message, step the partition's joiner, write what it emits."""
         msg = event.message
         partition, topic, key, value = msg.partition, msg.topic, msg.key, msg.value
-        joiner = self.joiner_for(partition)
+        joiner = await self.joiner_for(partition)
         if topic == self.settings.ticks_topic:
             now = now_ms()
             stamp = int(value or b"0")
@@ -228,8 +256,22 @@ class JoinerWorker:
                 step = joiner.on_event(decoded_event, msg.offset)
         await self._apply(topic, partition, joiner, step)
 
+    def _transactional_id(self, source_topic: str, partition: int) -> str:
+        group = self.app.assignor.group_for_topic(source_topic)
+        return f"{self.app.conf.id}-{group}-{partition}"
+
+    async def _abort_open_transactions(self, partitions: set[int]) -> None:
+        """Abort the open transactions of revoked partitions (see the module docstring, 3)."""
+        producer = self.app.consumer.transactions.producer
+        open_ids = getattr(producer, "_transaction_producers", {})
+        for partition in sorted(partitions):
+            transactional_id = self._transactional_id(self.kafka.predictions_topic, partition)
+            if transactional_id in open_ids:
+                await producer.abort_transaction(transactional_id)
+                log.info("partition %d revoked: open transaction aborted", partition)
+
     async def _send(self, source_topic: str, topic: str, partition: int, key: bytes | None,
-                    value: bytes) -> None:
+                    value: bytes | None) -> None:
         """Produce inside the transaction of the message being processed.
 
         Faust's own ``Topic.send`` under exactly-once picks the transaction by the
@@ -239,9 +281,7 @@ class JoinerWorker:
         examples under kill -9 that way). The transactional id of the source partition ties
         them together.
         """
-        group = self.app.assignor.group_for_topic(source_topic)
-        transactional_id = f"{self.app.conf.id}-{group}-{partition}"
-
+        transactional_id = self._transactional_id(source_topic, partition)
         await self.app.consumer.transactions.producer.send(
             topic, key, value, partition, None, None, transactional_id=transactional_id
         )
@@ -275,24 +315,20 @@ class JoinerWorker:
                 orphan.message.prediction_id.encode(), encode(orphan.message),
                 orphan.reason, orphan.detail,
             )
+        state = self.settings.state_topic
         deleted = False
         for prediction_id, record in step.changes:
             row = table_key(partition, prediction_id)
             if record is None:
                 deleted = True
-                self.table.pop(row, None)
+                await self._send(source_topic, state, partition, row, None)
             else:
-                self.table[row] = encode_record(record)
+                await self._send(source_topic, state, partition, row, encode_record(record))
         # The clock must never be older than the deletions it justified (a replayed duplicate
         # could reopen a window); between deletions, ticks keep it fresh for restores.
         if deleted or step.orphans or step.counts.get(out.IDLE_ADVANCES):
-            self.table[table_key(partition, CLOCK_ID)] = orjson.dumps(clock_to_dict(step.clock))
-        if step.changes:
-            # Faust queues changelog writes in a buffer that its transaction commit does not
-            # drain: a commit could then carry this message's offset without its state (we
-            # lost examples under kill -9 that way). Hand them to the transactional producer
-            # before the message counts as processed.
-            await self.app.producer.buffer.flush()
+            await self._send(source_topic, state, partition, table_key(partition, CLOCK_ID),
+                             orjson.dumps(clock_to_dict(step.clock)))
         for name, n in step.counts.items():
             m.outcomes[name].inc(n)
         m.predictions_in.inc(step.counts.get(out.PREDICTIONS_IN, 0))
@@ -314,37 +350,49 @@ class JoinerWorker:
         self.metrics.dlq[code].inc()
 
 
-def ensure_ticks_topic(kafka: KafkaSettings, joiner: JoinerSettings) -> None:
-    """Create the internal ticks topic, co-partitioned with the data topics, if missing.
+def ensure_internal_topics(kafka: KafkaSettings, joiner: JoinerSettings) -> None:
+    """Create the worker group's own topics, co-partitioned with the data topics, if missing.
+
+    ``ticks_topic`` keeps an hour (ticks older than two intervals are skipped anyway);
+    ``state_topic`` is compacted: the latest row per pending prediction, tombstones for closed
+    ones. Returns once both are visible to clients.
 
     Raises:
-        TopicError: it exists with another partition count.
+        TopicError: one exists with another partition count, or does not appear in time.
     """
     from confluent_kafka.admin import AdminClient, NewTopic
 
     from streams.topics import TopicError, existing_topics
 
+    configs = {
+        joiner.ticks_topic: {"retention.ms": str(3_600_000)},
+        joiner.state_topic: {"cleanup.policy": "compact", "segment.ms": str(600_000)},
+    }
     admin = AdminClient({"bootstrap.servers": kafka.bootstrap_servers})
-    have = existing_topics(admin).get(joiner.ticks_topic)
-    if have is None:
-        spec = NewTopic(joiner.ticks_topic, num_partitions=kafka.partitions,
-                        replication_factor=kafka.replication_factor,
-                        config={"retention.ms": str(3_600_000)})
-        try:
-            admin.create_topics([spec])[joiner.ticks_topic].result(timeout=30)
-        except Exception as err:  # a second worker starting at the same time won the race
-            if "already exists" not in str(err) and "TOPIC_ALREADY_EXISTS" not in str(err):
-                raise
-    elif have != kafka.partitions:
-        raise TopicError(
-            f"topic '{joiner.ticks_topic}' has {have} partitions, the data topics "
-            f"{kafka.partitions}"
-        )
+    have = existing_topics(admin)
+    for name, config in configs.items():
+        if name not in have:
+            spec = NewTopic(name, num_partitions=kafka.partitions,
+                            replication_factor=kafka.replication_factor, config=config)
+            try:
+                admin.create_topics([spec])[name].result(timeout=30)
+            except Exception as err:  # a second worker starting at the same time won the race
+                if "already exists" not in str(err) and "TOPIC_ALREADY_EXISTS" not in str(err):
+                    raise
+        elif have[name] != kafka.partitions:
+            raise TopicError(
+                f"topic '{name}' has {have[name]} partitions, the data topics {kafka.partitions}"
+            )
+    deadline = time.monotonic() + 30
+    while not all(existing_topics(admin).get(name) == kafka.partitions for name in configs):
+        if time.monotonic() > deadline:
+            raise TopicError(f"topics {sorted(configs)} not visible after 30 s")
+        time.sleep(0.1)
 
 
 def run_worker(worker: JoinerWorker, loglevel: str = "warning") -> None:
     """Run the Faust worker until SIGTERM/SIGINT (blocks)."""
     from faust.worker import Worker
 
-    ensure_ticks_topic(worker.kafka, worker.settings)
+    ensure_internal_topics(worker.kafka, worker.settings)
     Worker(worker.app, loglevel=loglevel, quiet=True).execute_from_commandline()

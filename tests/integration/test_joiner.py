@@ -22,16 +22,6 @@ from bench.harness import (
 from config.settings import KafkaSettings
 from streams.joiner.scenario import Scenario, generate, summarize
 
-# Every test here runs the real Faust worker, and on 2026-11-22 each kind of run lost examples
-# at least once (kill -9 in 2 of 5 full runs, live rebalance in 1 of 4, the single-worker
-# "shuffled" scenario in 1 of 5: 22 of ~1,000 missing). The suspected cause is the group
-# (re)assignment path under Faust exactly-once. Until it is fixed (issue 3 open) the tests
-# still run and report, and a fixed one shows as XPASS.
-pytestmark = pytest.mark.xfail(
-    strict=False, reason="known bug (issue 3 open): the Faust joiner sometimes loses examples "
-    "around group (re)assignment; see the module comment",
-)
-
 
 def scenario(variant: str, kafka: KafkaSettings, predictions: int = 1_500, **knobs) -> Scenario:
     # p_late_delivery=0: a click the generator delivers after its window closed (in its merged
@@ -91,15 +81,19 @@ def test_garbage_goes_to_the_dlq_with_its_origin(cluster: JoinerCluster) -> None
     assert all(r["error"] and r["offset"] >= 0 for r in dlq)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known bug (issue 3 open): after kill -9 and restart the group rebalances, and under "
-    "Faust exactly-once examples are then sometimes lost or mislabeled — passed in 3 of 5 full "
-    "runs on 2026-11-22 (one failure: 2,536 of ~14,000 missing, 130 wrong). Still run, so a "
-    "fix shows as XPASS.",
-)
+def kill_while_working(cluster: JoinerCluster, rng: random.Random) -> None:
+    """SIGKILL w1 at a random moment after it has started handling input (a restarted worker
+    first waits for the dead one's session to expire, and a kill before that tests nothing)."""
+    deadline = time.monotonic() + 90
+    while not (cluster.metric("w1", "streamlearn_joiner_outcomes_total") or 0) > 0:
+        assert time.monotonic() < deadline, f"w1 handled nothing in 90 s\n{cluster.logs()}"
+        time.sleep(0.2)
+    time.sleep(rng.uniform(0.2, 2.5))
+    cluster.kill9("w1")
+
+
 def test_kill_9_at_random_points_then_restart(cluster: JoinerCluster) -> None:
-    """≥ 20,000 predictions; the worker is SIGKILLed three times mid-stream."""
+    """≥ 20,000 predictions; the worker is SIGKILLed three times while it is working."""
     s = scenario("everything", cluster.kafka, predictions=20_000)
     rng = random.Random(5)
     messages = list(s.messages)
@@ -107,24 +101,15 @@ def test_kill_9_at_random_points_then_restart(cluster: JoinerCluster) -> None:
     cluster.start("w1")
     produce(cluster.kafka, messages[: cuts[0]])
     for start, end in zip(cuts, [*cuts[1:], len(messages)], strict=True):
-        time.sleep(rng.uniform(3.0, 8.0))  # let it get somewhere: the kill point is random
-        cluster.kill9("w1")
+        kill_while_working(cluster, rng)
         produce(cluster.kafka, messages[start:end])
         cluster.start("w1")
-    time.sleep(rng.uniform(3.0, 6.0))
-    cluster.kill9("w1")
+    kill_while_working(cluster, rng)
     cluster.start("w1")
     wait_until_drained(cluster, timeout_s=300)
     assert_exactly_once(s, cluster)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known bug (issue 3 open): when partitions move between two live workers under "
-    "Faust exactly-once, examples are sometimes lost or mislabeled — seen in 1 of 3 full runs "
-    "on 2026-11-22 (760 of ~4,200 missing, 37 wrong); passed in the other 2. Still run, so a "
-    "fix shows as XPASS.",
-)
 def test_two_workers_with_a_rebalance_mid_stream(cluster: JoinerCluster) -> None:
     s = scenario("everything", cluster.kafka, predictions=6_000)
     half = len(s.messages) // 2
