@@ -103,16 +103,23 @@ class JoinerCluster:
 
     def metric(self, name: str, sample: str) -> float | None:
         """Sum of one sample over the worker's label sets; None when not scrapeable yet."""
+        samples = self.samples(name, sample)
+        return None if samples is None else sum(samples.values())
+
+    def samples(self, name: str, sample: str) -> dict[str, float] | None:
+        """One sample's value per label set (``'{partition="0"}'``; ``''`` without labels);
+        None when the worker cannot be scraped."""
         _, port = self.procs[name]
         try:
             body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read()  # noqa: S310
         except OSError:
             return None
-        total = 0.0
+        found = {}
         for line in body.decode().splitlines():
             if line.startswith(sample + "{") or line.startswith(sample + " "):
-                total += float(line.rsplit(" ", 1)[1])
-        return total
+                series, value = line.rsplit(" ", 1)
+                found[series[len(sample):]] = float(value)
+        return found
 
     def logs(self) -> str:
         return "\n".join(
@@ -179,15 +186,23 @@ def committed(kafka: KafkaSettings, group: str, tps: Iterable[TopicPartition]) -
 
 
 def wait_until_drained(cluster: JoinerCluster, timeout_s: float = 180.0) -> None:
-    """Until the group has committed all input and no worker holds pending state."""
+    """Until the group has committed all input and its workers report, between them, every
+    partition and nothing pending on any.
+
+    A worker clears its per-partition gauges at a rebalance and sets them again as it handles
+    the partition's next message, so a partition nobody reports on is not known to be empty.
+    """
     k = cluster.kafka
     ends = end_offsets(k, [k.predictions_topic, k.events_topic])
+    everyone = {f'{{partition="{p}"}}' for p in range(k.partitions)}
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         done = committed(k, cluster.group, ends)
         caught_up = all(done.get(tp, -1) >= end for tp, end in ends.items())
-        pending = [cluster.metric(name, "streamlearn_joiner_pending") for name in cluster.procs]
-        if caught_up and pending and all(p == 0 for p in pending):
+        pending: dict[str, float] = {}
+        for name in cluster.procs:
+            pending.update(cluster.samples(name, "streamlearn_joiner_pending") or {})
+        if caught_up and set(pending) >= everyone and not any(pending.values()):
             return
         time.sleep(0.5)
     raise AssertionError(f"joiner did not drain within {timeout_s} s\n{cluster.logs()}")

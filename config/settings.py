@@ -196,6 +196,9 @@ class JoinerSettings(_Section):
     state_dir: Path = Path(".streamlearn/joiner")
     commit_interval_ms: int = Field(100, ge=10)
     tick_interval_ms: int = Field(1_000, ge=50)
+    # Messages stepped together before their outputs are written under one transaction lock.
+    batch_max: int = Field(500, ge=1)
+    batch_within_ms: int = Field(10, ge=1)
     ticks_topic: str = "streamlearn-joiner-ticks"
     state_topic: str = "streamlearn-joiner-state"
     metrics_port: int = Field(9101, ge=0, le=65535)

@@ -8,8 +8,9 @@ Exactly once as the trainer sees it:
 1. ``processing_guarantee="exactly_once"``: Faust consumes with read_committed and commits the
    input offsets of partition N in a Kafka transaction of its own (``commit_interval_ms``).
    Every output of a message from partition N — examples, late labels, DLQ records and the
-   state rows below — is sent inside that same transaction (``_send``), so a crash aborts them
-   together with the offsets and the input is replayed.
+   state rows below — is sent inside that same transaction (``_write``: a batch's outputs under
+   one hold of the transaction's lock, so no commit falls between a message's outputs and its
+   state), so a crash aborts them together with the offsets and the input is replayed.
 2. **State is ours, not a Faust table.** Each pending prediction is one row of a compacted
    changelog topic (``state_topic``, key ``b"<partition>|<prediction_id>"``, plus one clock row
    per partition) written in the transaction above. When a partition is (re)assigned the worker
@@ -45,6 +46,7 @@ from typing import Any
 import faust
 import orjson
 from confluent_kafka import Producer
+from faust.exceptions import ProducerSendError
 from faust.types import EventT
 
 from config.settings import JoinerSettings, KafkaSettings, SchemaSettings
@@ -70,6 +72,8 @@ RAW: dict[str, Any] = {
     "key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw",
 }
 CLOCK_ID = "\0clock"
+# An output waiting to be written: (topic, key, value); value None deletes a state row.
+Record = tuple[str, bytes | None, bytes | None]
 
 
 def table_key(partition: int, prediction_id: str) -> bytes:
@@ -134,9 +138,9 @@ class JoinerWorker:
         source = app.topic(k.predictions_topic, k.events_topic, s.ticks_topic, **RAW)
 
         @app.agent(source, name="join")
-        async def join(stream: faust.StreamT) -> None:
-            async for event in stream.events():
-                await self.handle(event)
+        async def join(stream: Any) -> None:  # faust.Stream: StreamT lacks take_events
+            async for events in stream.take_events(s.batch_max, within=s.batch_within_ms / 1000):
+                await self.handle_batch(list(events))
 
         @app.timer(interval=s.tick_interval_ms / 1000)
         async def tick() -> None:
@@ -215,8 +219,22 @@ class JoinerWorker:
                      partition, len(records), len(emitted))
         return joiner
 
-    async def handle(self, event: EventT) -> None:
-        """Decode one message, step the partition's joiner, write what it emits."""
+    async def handle_batch(self, events: list[EventT]) -> None:
+        """Step the joiners through a batch of messages, then write each partition's outputs.
+
+        Faust acknowledges the batch only after this returns, so its offsets can never be
+        committed ahead of what it wrote.
+        """
+        outbox: dict[int, list[Record]] = {}
+        for event in events:
+            partition = event.message.partition
+            await self.handle(event, outbox.setdefault(partition, []))
+        for partition, records in outbox.items():
+            if records:
+                await self._write(partition, records)
+
+    async def handle(self, event: EventT, outbox: list[Record]) -> None:
+        """Decode one message and step its partition's joiner; outputs go to ``outbox``."""
         msg = event.message
         partition, topic, key, value = msg.partition, msg.topic, msg.key, msg.value
         joiner = await self.joiner_for(partition)
@@ -233,31 +251,32 @@ class JoinerWorker:
         else:
             expected = murmur2_partition(key, self.kafka.partitions) if key else partition
             if expected != partition:
-                await self._reject(topic, topic, partition, msg.offset, key, value, "misrouted",
-                                   f"key hashes to partition {expected}, arrived on {partition}"
-                                   ": producers of the data topics must use the murmur2 "
-                                   "partitioner (librdkafka: partitioner=murmur2_random)")
+                self._reject(outbox, topic, partition, msg.offset, key, value, "misrouted",
+                             f"key hashes to partition {expected}, arrived on {partition}"
+                             ": producers of the data topics must use the murmur2 "
+                             "partitioner (librdkafka: partitioner=murmur2_random)")
                 return
             now = now_ms()
             if topic == self.kafka.predictions_topic:
                 decoded = decode_prediction(value, key=key, now_ms=now, bounds=self.bounds)
                 if isinstance(decoded, DecodeError):
-                    await self._reject(topic, topic, partition, msg.offset, key, value,
-                                       dlq_reason_code(decoded.reason), decoded.reason)
+                    self._reject(outbox, topic, partition, msg.offset, key, value,
+                                 dlq_reason_code(decoded.reason), decoded.reason)
                     return
                 step = joiner.on_prediction(decoded, msg.offset)
             else:
                 decoded_event = decode_event(value, key=key, now_ms=now, bounds=self.bounds)
                 if isinstance(decoded_event, DecodeError):
-                    await self._reject(topic, topic, partition, msg.offset, key, value,
-                                       dlq_reason_code(decoded_event.reason),
-                                       decoded_event.reason)
+                    self._reject(outbox, topic, partition, msg.offset, key, value,
+                                 dlq_reason_code(decoded_event.reason), decoded_event.reason)
                     return
                 step = joiner.on_event(decoded_event, msg.offset)
-        await self._apply(topic, partition, joiner, step)
+        self._collect(outbox, partition, joiner, step)
 
-    def _transactional_id(self, source_topic: str, partition: int) -> str:
-        group = self.app.assignor.group_for_topic(source_topic)
+    def _transactional_id(self, partition: int) -> str:
+        # Faust's id for the transaction that commits this partition's input offsets (the
+        # three input topics form one topic group).
+        group = self.app.assignor.group_for_topic(self.kafka.predictions_topic)
         return f"{self.app.conf.id}-{group}-{partition}"
 
     async def _abort_open_transactions(self, partitions: set[int]) -> None:
@@ -265,29 +284,37 @@ class JoinerWorker:
         producer = self.app.consumer.transactions.producer
         open_ids = getattr(producer, "_transaction_producers", {})
         for partition in sorted(partitions):
-            transactional_id = self._transactional_id(self.kafka.predictions_topic, partition)
+            transactional_id = self._transactional_id(partition)
             if transactional_id in open_ids:
                 await producer.abort_transaction(transactional_id)
                 log.info("partition %d revoked: open transaction aborted", partition)
 
-    async def _send(self, source_topic: str, topic: str, partition: int, key: bytes | None,
-                    value: bytes | None) -> None:
-        """Produce inside the transaction of the message being processed.
+    async def _write(self, partition: int, records: list[Record]) -> None:
+        """Send ``records`` inside the transaction that commits ``partition``'s input offsets,
+        all of them under one hold of its lock, so a commit never falls between them.
 
         Faust's own ``Topic.send`` under exactly-once picks the transaction by the
         *destination* topic's group; for a topic this app does not consume (examples, dlq,
-        late-labels) that is not the transaction that commits the input offsets and the table
-        changelog, so a crash could keep one without the other (we lost and duplicated
-        examples under kill -9 that way). The transactional id of the source partition ties
-        them together.
-        """
-        transactional_id = self._transactional_id(source_topic, partition)
-        await self.app.consumer.transactions.producer.send(
-            topic, key, value, partition, None, None, transactional_id=transactional_id
-        )
+        late-labels, state) that is not the transaction that commits the input offsets, so a
+        crash could keep one without the other (we lost and duplicated examples under kill -9
+        that way). Faust's driver has no public way to hold a transaction across several
+        sends; its lock and producer per transactional id are used directly.
 
-    async def _apply(self, source_topic: str, partition: int, joiner: PartitionJoiner,
-                     step: out.Output) -> None:
+        Raises:
+            ProducerSendError: no open transaction for the partition (it was revoked).
+        """
+        driver: Any = self.app.consumer.transactions.producer  # faust's aiokafka Producer
+        transactional_id = self._transactional_id(partition)
+        producer = driver._transaction_producers.get(transactional_id)
+        if producer is None:
+            raise ProducerSendError(f"no transaction producer for {transactional_id}")
+        async with driver._trn_locks[transactional_id]:
+            for topic, key, value in records:
+                await producer.send(topic, value, key=key, partition=partition)
+
+    def _collect(self, outbox: list[Record], partition: int, joiner: PartitionJoiner,
+                 step: out.Output) -> None:
+        """Queue what ``step`` emits and changes, in that order, and count it."""
         m = self.metrics
         now = now_ms()
         emitted = self.emitted[partition]
@@ -295,20 +322,20 @@ class JoinerWorker:
             if example.prediction_id in emitted:
                 m.duplicates_suppressed.inc()
                 continue
-            await self._send(source_topic, self.kafka.examples_topic, partition,
-                             example.prediction_id.encode(), encode(example))
+            outbox.append((self.kafka.examples_topic, example.prediction_id.encode(),
+                           encode(example)))
             emitted.add(example.prediction_id, now)
             m.examples_out[example.label].inc()
             if example.label == 1:
                 m.join_latency.observe(max(0, now - example.ts_label) / 1000)
         if self.settings.emit_late_labels:
             for late in step.late_labels:
-                await self._send(source_topic, self.kafka.late_labels_topic, partition,
-                                 late.prediction_id.encode(), orjson.dumps(late))
+                outbox.append((self.kafka.late_labels_topic, late.prediction_id.encode(),
+                               orjson.dumps(late)))
         for orphan in step.orphans:
             m.orphans[orphan.reason].inc()
-            await self._reject(
-                source_topic,
+            self._reject(
+                outbox,
                 self.kafka.events_topic if orphan.reason != out.LATE_PREDICTION
                 else self.kafka.predictions_topic,
                 partition, orphan.offset if orphan.offset is not None else -1,
@@ -321,14 +348,14 @@ class JoinerWorker:
             row = table_key(partition, prediction_id)
             if record is None:
                 deleted = True
-                await self._send(source_topic, state, partition, row, None)
+                outbox.append((state, row, None))
             else:
-                await self._send(source_topic, state, partition, row, encode_record(record))
+                outbox.append((state, row, encode_record(record)))
         # The clock must never be older than the deletions it justified (a replayed duplicate
         # could reopen a window); between deletions, ticks keep it fresh for restores.
         if deleted or step.orphans or step.counts.get(out.IDLE_ADVANCES):
-            await self._send(source_topic, state, partition, table_key(partition, CLOCK_ID),
-                             orjson.dumps(clock_to_dict(step.clock)))
+            outbox.append((state, table_key(partition, CLOCK_ID),
+                           orjson.dumps(clock_to_dict(step.clock))))
         for name, n in step.counts.items():
             m.outcomes[name].inc(n)
         m.predictions_in.inc(step.counts.get(out.PREDICTIONS_IN, 0))
@@ -342,11 +369,10 @@ class JoinerWorker:
         if watermark is not None:
             m.watermark_lag.labels(partition=str(partition)).set((now - watermark) / 1000)
 
-    async def _reject(self, source_topic: str, topic: str, partition: int, offset: int,
-                      key: bytes | None, value: bytes | None, code: str, reason: str) -> None:
+    def _reject(self, outbox: list[Record], topic: str, partition: int, offset: int,
+                key: bytes | None, value: bytes | None, code: str, reason: str) -> None:
         record = dlq_record(topic, partition, offset, reason, value, key)
-        await self._send(source_topic, self.kafka.dlq_topic, partition, key,
-                         orjson.dumps(record))
+        outbox.append((self.kafka.dlq_topic, key, orjson.dumps(record)))
         self.metrics.dlq[code].inc()
 
 
