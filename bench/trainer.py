@@ -1,22 +1,30 @@
-"""`python -m bench trainer`: learner throughput, and the trainer through Kafka vs in process.
+"""`python -m bench trainer`: learner speed; the trainer fed through the joiner vs in process.
 
-Three measurements in one run, on one generated stream (``bench.trainer_stream``: labels
-arrive 1.5 s after a click, 30 s after a non-click, so the stream is in label order):
+Three measurements in one run, on one generated stream (``bench.trainer_stream``: a click
+comes a log-normal delay after its prediction, median 1.5 s, within the 10 s attribution
+window; a non-click is labelled when the window closes):
 
 * **learner** (this process, one torch thread): ``train_samples_per_s`` (``learn_many`` at
   batch 512), ``score_samples_per_s`` (``predict_proba_many``), ``update_ms_p50`` (one
   batch-512 score + update).
-* **system**: the stream is produced to a fresh one-partition ``examples`` topic and a real
-  ``streamlearn train`` process (configured model, cold start, per-user cap off) learns it; its
-  gate decides once, over the whole stream, and ``system_logloss`` is the challenger's
-  prequential log loss it reports (each example scored before it was learnt).
-  The joiner is bypassed: the examples it would emit are produced straight to ``examples``
-  (its live-rebalance flakiness is being fixed separately); ``feed`` says so.
-* **in process**: ``models.progressive.progressive_delayed`` over the same stream in the same
-  (label) order, same model and batch size, no Kafka: ``inprocess_logloss``.
-  ``logloss_ratio`` = system / in process: 1.0 means the plumbing lost nothing.
-  ``prediction_time_logloss`` adds context: the same learner scored at *prediction* time with
-  labels revealed after their real delay (what serving's champion would have seen).
+* **system**: the stream's predictions (with its features), impressions and clicks are
+  produced in timestamp order, keyed by prediction_id (murmur2), to fresh one-partition topics;
+  one real ``streamlearn join`` worker (``JOIN_POLICY``) turns them into ``examples``, which
+  must be exactly the stream (``joined_examples`` = ``expected_examples``, else the run
+  fails). Then a real ``streamlearn train`` process (configured model, cold start, per-user cap
+  off) learns that topic; its gate decides once, over the whole stream, and
+  ``system_logloss`` is the challenger's prequential log loss it reports.
+  Production is flow-controlled (at most ``2 * CHUNK`` input messages ahead of the worker) so
+  the worker's interleaving of its two input topics stays within the allowed lateness.
+* **in process**: ``models.progressive.progressive_delayed`` over the same stream, same model
+  and batch size, no Kafka, each label revealed when the join contract makes it known: a click
+  at its timestamp, a non-click once the watermark (highest timestamp − allowed lateness)
+  passes its window end: ``inprocess_logloss``. ``logloss_ratio`` = system / in process.
+  Context: ``joined_order_logloss`` is the same reference in the order the joiner actually
+  wrote (what the trainer saw: any difference from ``system_logloss`` is the trainer's
+  plumbing, any difference from ``inprocess_logloss`` the order the joiner's input took);
+  ``prediction_time_logloss`` scores each example at its *prediction* time with its label
+  revealed after its real delay (river's delayed progressive validation proper).
 """
 
 from __future__ import annotations
@@ -26,41 +34,70 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 import uuid
+from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from confluent_kafka import Producer
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient
 from rich.console import Console
 
 from bench.common import percentile, running_stack
-from bench.trainer_stream import labeled_stream
+from bench.harness import JoinerCluster, read_examples, wait_until_drained
+from bench.trainer_stream import join_inputs, labeled_stream
 from config.settings import KafkaSettings, TrainerSettings, load
-from streams.schemas import Example, encode
+from streams.joiner.policy import JoinPolicy
+from streams.joiner.scenario import RawMessage, summarize
+from streams.schemas import Example
+from streams.topics import ensure_topics
 
 BATCH = 512
+WINDOW_MS = 10_000
+# Lateness: above the worst event-time skew between the worker's two input topics under the
+# flow control below (2 * CHUNK messages ≈ 1,000 predictions ≈ 2 s of stream time), so every
+# in-window click meets its open window. The idle timeout exceeds any stall of the feed and
+# closes the last windows (window + lateness of quiet after the last message).
+JOIN_POLICY = JoinPolicy(
+    attribution_window_ms=WINDOW_MS, allowed_lateness_ms=5_000, max_event_lead_ms=60_000,
+    idle_timeout_ms=5_000,
+)
+CHUNK = 1_000
 
 
 def run(quick: bool = False, console: Console | None = None) -> dict[str, Any]:
     console = console or Console(stderr=True)
-    n = 20_000 if quick else 100_000
+    n = 12_000 if quick else 100_000
     cfg = load(TrainerSettings)
-    stream = labeled_stream(n, seed=0)
-    console.print(f"{n} examples, CTR {np.mean([e.label for e in stream]):.3f}, "
+    stream = labeled_stream(n, seed=0, window_ms=WINDOW_MS, click_delay_sigma=1.0)
+    console.log(f"{n} examples, CTR {np.mean([e.label for e in stream]):.3f}, "
                   f"model {cfg.model} (hash_bits {cfg.hash_bits})")
     figures: dict[str, Any] = {"model": cfg.model, "batch_size": BATCH, "examples": n}
     figures.update(learner_speed(cfg, stream[: min(n, 20_000)]))
-    console.print(f"learner: {figures['train_samples_per_s']:,.0f} train/s, "
+    console.log(f"learner: {figures['train_samples_per_s']:,.0f} train/s, "
                   f"{figures['score_samples_per_s']:,.0f} score/s, "
                   f"update p50 {figures['update_ms_p50']:.1f} ms")
-    figures.update(in_process(cfg, stream))
-    with running_stack() as stack:
-        figures.update(system(stack.kafka_settings, stream, console))
+    figures.update(in_process(cfg, stream, JOIN_POLICY))
+    with running_stack() as stack, tempfile.TemporaryDirectory(prefix="sl-bt-") as tmp:
+        kafka, cleanup = fresh_topics(stack.kafka_settings.bootstrap_servers)
+        try:
+            joined, joining = join(kafka, stream, Path(tmp), console)
+            figures.update(joining)
+            figures["joined_order_logloss"] = reference(cfg, joined)
+            figures.update(system(kafka, n, console))
+        finally:
+            cleanup()
     figures["logloss_ratio"] = figures["system_logloss"] / figures["inprocess_logloss"]
-    figures["feed"] = "examples produced directly to the examples topic (joiner bypassed)"
+    figures["feed"] = (
+        "predictions, impressions and clicks produced to fresh 1-partition topics, joined into "
+        "examples by one streamlearn join worker "
+        f"(window {WINDOW_MS} ms, lateness {JOIN_POLICY.allowed_lateness_ms} ms), "
+        "then learnt by streamlearn train"
+    )
     return figures
 
 
@@ -98,56 +135,141 @@ def learner_speed(cfg: TrainerSettings, stream: list[Example]) -> dict[str, floa
             "update_ms_p50": percentile(steps, 0.5)}
 
 
-def in_process(cfg: TrainerSettings, stream: list[Example]) -> dict[str, float]:
-    """The reference: the same learner, same order and batch size, no Kafka."""
+def in_process(cfg: TrainerSettings, stream: list[Example],
+               policy: JoinPolicy) -> dict[str, float]:
+    """The reference: the same learner and batch size, labels revealed as the join contract
+    reveals them, no Kafka."""
     from models import build_model
     from models.progressive import progressive_delayed
 
-    def fresh() -> Any:
-        return build_model(cfg.model, hash_bits=cfg.hash_bits, seed=cfg.seed)
-
+    lateness = policy.allowed_lateness_ms
+    # A click is known at once; a non-click once the watermark passes its window end (a
+    # message later than end + lateness), so after the clicks stamped up to then.
+    by_label = sorted(stream, key=lambda e: (e.ts_label + (0 if e.label else lateness),
+                                             1 - e.label, e.ts_prediction))
     by_prediction = sorted(stream, key=lambda e: e.ts_prediction)
+    fresh = build_model(cfg.model, hash_bits=cfg.hash_bits, seed=cfg.seed)
     return {
-        "inprocess_logloss": progressive_delayed(fresh(), stream, delay=0, batch_size=BATCH),
+        "inprocess_logloss": reference(cfg, by_label),
         "prediction_time_logloss": progressive_delayed(
-            fresh(), by_prediction, moment=lambda e: e.ts_prediction,  # type: ignore[attr-defined]
+            fresh, by_prediction, moment=lambda e: e.ts_prediction,  # type: ignore[attr-defined]
             delay=lambda e: e.ts_label - e.ts_prediction,  # type: ignore[attr-defined]
             batch_size=BATCH,
         ),
     }
 
 
-def system(kafka: KafkaSettings, stream: list[Example], console: Console) -> dict[str, float]:
-    """``streamlearn train`` in a subprocess, fed through a fresh one-partition topic."""
+def reference(cfg: TrainerSettings, ordered: list[Example]) -> float:
+    """Test-then-train of a fresh model over ``ordered``, in micro-batches of ``BATCH``."""
+    from models import build_model
+    from models.progressive import progressive_delayed
+
+    model = build_model(cfg.model, hash_bits=cfg.hash_bits, seed=cfg.seed)
+    return progressive_delayed(model, ordered, delay=0, batch_size=BATCH)
+
+
+def fresh_topics(bootstrap: str) -> tuple[KafkaSettings, Any]:
+    """One-partition data topics for this run, and a function that deletes them (and the
+    joiner's internal topics) again."""
     tag = f"bench-trainer-{uuid.uuid4().hex[:8]}"
-    topics = {"examples": f"{tag}-examples", "dlq": f"{tag}-dlq"}
-    admin = AdminClient({"bootstrap.servers": kafka.bootstrap_servers})
-    for future in admin.create_topics([NewTopic(t, num_partitions=1)
-                                       for t in topics.values()]).values():
-        future.result(timeout=30)
+    kafka = KafkaSettings(
+        bootstrap_servers=bootstrap, predictions_topic=f"{tag}-predictions",
+        events_topic=f"{tag}-events", examples_topic=f"{tag}-examples", dlq_topic=f"{tag}-dlq",
+        late_labels_topic=f"{tag}-late-labels", partitions=1,
+    )
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    ensure_topics(admin, kafka)
+    group = f"{tag}-joiner"
+
+    def cleanup() -> None:
+        names = [*kafka.data_topics, kafka.dlq_topic, kafka.late_labels_topic,
+                 f"{group}-ticks", f"{group}-state"]
+        have = set(admin.list_topics(timeout=10).topics)
+        doomed = [t for t in names if t in have]
+        if doomed:
+            admin.delete_topics(doomed)
+        _drop_keys(f"{tag}:")
+
+    return kafka, cleanup
+
+
+def join(kafka: KafkaSettings, stream: list[Example], workdir: Path,
+         console: Console) -> tuple[list[Example], dict[str, Any]]:
+    """One ``streamlearn join`` worker turns the stream's inputs into examples; returns them
+    in the order it wrote them. Raises unless they are exactly the stream's."""
+    messages = join_inputs(stream, kafka.predictions_topic, kafka.events_topic,
+                           kafka.partitions)
+    group = kafka.examples_topic.removesuffix("-examples") + "-joiner"
+    cluster = JoinerCluster(kafka, workdir, JOIN_POLICY, group=group)
+    cluster.start("bench")
+    try:
+        started = time.perf_counter()
+        feed(cluster, messages)
+        fed = time.perf_counter() - started
+        wait_until_drained(cluster, timeout_s=120 + len(stream) / 500)
+        drained = time.perf_counter() - started
+        joined = read_examples(kafka)
+    finally:
+        cluster.stop_all()
+    expected = set(summarize(stream))
+    got = summarize(joined)
+    counts = Counter(got)
+    lost, unexpected = len(expected - set(got)), len(set(got) - expected)
+    duplicates = sum(c - 1 for c in counts.values())
+    console.log(f"joiner: {len(messages):,} input messages in {fed:.1f} s "
+                  f"({len(messages) / fed:,.0f}/s), drained after {drained:.1f} s; "
+                  f"{len(joined):,} examples (expected {len(expected):,})")
+    if lost or unexpected or duplicates:
+        raise RuntimeError(f"the joiner wrote {len(joined)} examples for {len(expected)} "
+                           f"expected: {lost} lost, {unexpected} unexpected, "
+                           f"{duplicates} duplicates\n{cluster.logs()}")
+    return joined, {"joined_examples": len(joined), "expected_examples": len(expected),
+                    "join_input_msgs": len(messages), "join_input_msgs_per_s": len(messages) / fed,
+                    "join_drained_s": drained}
+
+
+def feed(cluster: JoinerCluster, messages: list[RawMessage]) -> None:
+    """Produce ``messages`` in order, never more than two chunks ahead of what the worker has
+    consumed (a condition on its counters, polled; no fixed sleeps)."""
+    producer = Producer({"bootstrap.servers": cluster.kafka.bootstrap_servers,
+                         "linger.ms": 5, "partitioner": "murmur2_random"})
+    for start in range(0, len(messages), CHUNK):
+        deadline = time.monotonic() + 120
+        while _consumed(cluster) < start - CHUNK:
+            proc, _ = cluster.procs["bench"]
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the joiner stopped consuming at {_consumed(cluster)} of "
+                                   f"{start} messages\n{cluster.logs()}")
+            time.sleep(0.05)
+        for m in messages[start : start + CHUNK]:
+            producer.produce(m.topic, key=m.key, value=m.value, partition=m.partition)
+        producer.flush(30)
+
+
+def _consumed(cluster: JoinerCluster) -> float:
+    predictions = cluster.metric("bench", "streamlearn_joiner_predictions_in_total") or 0.0
+    return predictions + (cluster.metric("bench", "streamlearn_joiner_events_in_total") or 0.0)
+
+
+def system(kafka: KafkaSettings, n: int, console: Console) -> dict[str, float]:
+    """``streamlearn train`` in a subprocess over the joiner's ``examples`` topic (``n``)."""
+    tag = kafka.examples_topic.removesuffix("-examples")
     prefix = f"{tag}:"
     port = _free_port()
     proc = None
     try:
-        started = time.perf_counter()
-        producer = Producer({"bootstrap.servers": kafka.bootstrap_servers, "linger.ms": 20})
-        for e in stream:
-            producer.produce(topics["examples"], value=encode(e), key=e.prediction_id.encode())
-            producer.poll(0)
-        producer.flush(60)
-        console.print(f"produced {len(stream)} examples in {time.perf_counter() - started:.1f} s")
         env = {
             **os.environ,
             "STREAMLEARN_KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
-            "STREAMLEARN_KAFKA_EXAMPLES_TOPIC": topics["examples"],
-            "STREAMLEARN_KAFKA_DLQ_TOPIC": topics["dlq"],
+            "STREAMLEARN_KAFKA_EXAMPLES_TOPIC": kafka.examples_topic,
+            "STREAMLEARN_KAFKA_DLQ_TOPIC": kafka.dlq_topic,
             "STREAMLEARN_REGISTRY_PREFIX": prefix,
-            "STREAMLEARN_TRAINER_GROUP_ID": tag,
+            "STREAMLEARN_TRAINER_GROUP_ID": f"{tag}-trainer",
             "STREAMLEARN_TRAINER_BATCH_SIZE": str(BATCH),
             "STREAMLEARN_TRAINER_MAX_WAIT_MS": "2000",
             "STREAMLEARN_TRAINER_PER_USER_CAP": str(BATCH),
-            "STREAMLEARN_TRAINER_GATE_EVERY_EXAMPLES": str(len(stream)),
-            "STREAMLEARN_TRAINER_GATE_WINDOW_MAX": str(len(stream)),
+            "STREAMLEARN_TRAINER_GATE_EVERY_EXAMPLES": str(n),
+            "STREAMLEARN_TRAINER_GATE_WINDOW_MAX": str(n),
             "STREAMLEARN_TRAINER_SANITY_SIZE": "0",
             "STREAMLEARN_TRAINER_METRICS_PORT": str(port),
         }
@@ -175,7 +297,7 @@ def system(kafka: KafkaSettings, stream: list[Example], console: Console) -> dic
         if first is None or last is None:
             raise RuntimeError("the trainer reported no trained examples")
         rate = (last[1] - first[1]) / max(last[0] - first[0], 1e-9)
-        console.print(f"system: {rate:,.0f} examples/s end to end, prequential loss {loss:.5f}")
+        console.log(f"system: {rate:,.0f} examples/s end to end, prequential loss {loss:.5f}")
         return {"system_logloss": loss, "system_samples_per_s": rate}
     finally:
         if proc is not None:
@@ -185,8 +307,6 @@ def system(kafka: KafkaSettings, stream: list[Example], console: Console) -> dic
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(10)
-        admin.delete_topics(list(topics.values()))
-        _drop_keys(prefix)
 
 
 def _drop_keys(prefix: str) -> None:
