@@ -30,3 +30,18 @@ def test_kafka_bench_reports_every_figure(stack: Stack) -> None:
     assert 0 < figures["roundtrip_p50_ms"] <= figures["roundtrip_p99_ms"]
     assert figures["broker_cold_start_s"] > 0 and figures["broker_warm_start_s"] > 0
     assert isinstance(figures["meets_anchors"], bool)
+
+
+def test_joiner_bench_reports_every_figure_and_loses_nothing(stack: Stack) -> None:
+    figures = run_bench("joiner")
+    assert set(figures) >= {
+        "input_msgs_per_s", "passthrough_msgs_per_s", "ratio", "join_latency_p50_ms",
+        "join_latency_p99_ms", "lost", "duplicates", "rss_mb_per_100k_pending",
+    }
+    assert (figures["lost"], figures["duplicates"], figures["unexpected"]) == (0, 0, 0)
+    assert 0 < figures["input_msgs_per_s"] and 0 < figures["passthrough_msgs_per_s"]
+    ratio = figures["input_msgs_per_s"] / figures["passthrough_msgs_per_s"]
+    assert abs(figures["ratio"] - ratio) <= 0.001
+    assert figures["positives_timed"] > 0
+    assert 0 < figures["join_latency_p50_ms"] <= figures["join_latency_p99_ms"]
+    assert figures["rss_mb_per_100k_pending"] > 0
