@@ -183,7 +183,7 @@ def fresh_topics(bootstrap: str) -> tuple[KafkaSettings, Any]:
 
     def cleanup() -> None:
         names = [*kafka.data_topics, kafka.dlq_topic, kafka.late_labels_topic,
-                 f"{group}-ticks", f"{group}-state"]
+                 f"{group}-ticks", f"{group}-state", f"{group}-__assignor-__leader"]
         have = set(admin.list_topics(timeout=10).topics)
         doomed = [t for t in names if t in have]
         if doomed:
