@@ -101,6 +101,13 @@ class JoinerCluster:
                 proc.wait(10)
         self.procs.clear()
 
+    def close(self) -> None:
+        """Stop the workers and delete the group's own topics (ticks, state, Faust's leader)."""
+        self.stop_all()
+        delete_topics(self.kafka.bootstrap_servers, [
+            f"{self.group}-ticks", f"{self.group}-state", f"{self.group}-__assignor-__leader",
+        ])
+
     def metric(self, name: str, sample: str) -> float | None:
         """Sum of one sample over the worker's label sets; None when not scrapeable yet."""
         samples = self.samples(name, sample)
@@ -126,6 +133,21 @@ class JoinerCluster:
             f"--- {p.name}\n" + p.read_text(errors="replace")[-4000:]
             for p in sorted(self.workdir.glob("*.log"))
         )
+
+
+def delete_topics(bootstrap: str, names: Iterable[str]) -> None:
+    """Delete topics, ignoring those that do not exist."""
+    from confluent_kafka.admin import AdminClient
+
+    names = list(names)
+    if not names:
+        return
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    for future in admin.delete_topics(names, operation_timeout=30).values():
+        try:
+            future.result(timeout=30)
+        except KafkaException:
+            pass  # never created (e.g. a worker that did not get that far)
 
 
 def produce(kafka: KafkaSettings, messages: Iterable[RawMessage]) -> int:

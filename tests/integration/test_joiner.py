@@ -38,7 +38,7 @@ def scenario(variant: str, kafka: KafkaSettings, predictions: int = 1_500, **kno
 def cluster(make_topics: Callable[..., KafkaSettings], tmp_path: Path) -> Iterator[JoinerCluster]:
     c = JoinerCluster(make_topics(partitions=3), tmp_path)
     yield c
-    c.stop_all()
+    c.close()
 
 
 def assert_exactly_once(s: Scenario, cluster: JoinerCluster) -> None:
@@ -142,5 +142,5 @@ def test_replay_of_the_same_input_gives_identical_examples(
             runs.append(sorted((e.prediction_id, e.label, e.ts_label, e.ts_prediction,
                                 orjson.dumps(e.features)) for e in read_examples(kafka)))
         finally:
-            c.stop_all()
+            c.close()
     assert runs[0] == runs[1] and len(runs[0]) == len(s.expected_examples)
