@@ -350,7 +350,10 @@ class Trainer:
         if decision.outcome == "keep_training":
             return
         challenger = self.policy.challenger
-        record = self._register(challenger, self.champion_version, self.mode, decision)
+        # A rejection records its decision with the status change (``reject``); recording it
+        # at registration too listed it twice in the registry's decisions.
+        record = self._register(challenger, self.champion_version, self.mode,
+                                decision if decision.outcome == "promote" else None)
         if decision.outcome == "promote":
             try:
                 self.registry.promote(record.version, decision.reason,

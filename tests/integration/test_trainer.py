@@ -200,6 +200,8 @@ def test_the_gate_rejects_a_worse_challenger_and_keeps_the_champion(
     assert rejected[0].gate is not None and rejected[0].gate.outcome == "reject"
     assert rejected[0].gate.figures["challenger_loss"] > rejected[0].gate.figures["champion_loss"]
     assert registry.champion_version() == "ctr-v3.0"
+    logged = [d["version"] for d in registry.decisions(limit=100)]
+    assert logged.count(rejected[0].version) == 1, logged  # once, with its status change
     assert sample(trainer, "streamlearn_trainer_gate_decisions_total", outcome="reject",
                   rule=rejected[0].gate.rule) == 1
     # Before the retrain the challenger was the champion's replica: equal, so no verdict.
