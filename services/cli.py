@@ -26,6 +26,7 @@ from services.registry_cli import (
     add_models_arguments,
     cmd_models_list,
     cmd_models_promote,
+    cmd_models_refresh_sanity,
     cmd_models_rollback,
     cmd_models_show,
 )
@@ -171,6 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
             "show": ("one version: lineage, gate figures, hyperparameters", cmd_models_show),
             "promote": ("make a version the champion (serving swaps to it)", cmd_models_promote),
             "rollback": ("restore the previous champion", cmd_models_rollback),
+            "refresh-sanity": ("have the trainer freeze a new sanity set from fresh examples",
+                               cmd_models_refresh_sanity),
         },
     )
     add_models_arguments(models)

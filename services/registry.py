@@ -228,6 +228,32 @@ class RedisRegistry:
 
     # -- the champion ----------------------------------------------------------------------
 
+    def request_sanity_refresh(self) -> int:
+        """Ask the trainer to freeze a new sanity set from the examples it sees next.
+
+        Returns:
+            The request's time (epoch ms), which the trainer reports when it acts on it.
+        """
+        at = self._now_ms()
+        self.client.set(self._k("sanity-refresh"), str(at))
+        return at
+
+    def sanity_refresh_requested(self) -> int | None:
+        """The pending refresh request's time, None when there is none (one GET)."""
+        raw = _text(self.client.get(self._k("sanity-refresh")))
+        return None if raw is None else int(raw)
+
+    def clear_sanity_refresh(self, at: int) -> None:
+        """Mark the request made at ``at`` done (a newer request stays pending)."""
+        key = self._k("sanity-refresh")
+
+        def clear(pipe: Pipeline) -> None:
+            if _text(pipe.get(key)) == str(at):
+                pipe.multi()
+                pipe.delete(key)
+
+        self._transact(clear, key)
+
     def champion_version(self) -> str | None:
         """The champion's version (one GET: cheap enough for a serving poll loop)."""
         return _text(self.client.get(self._k("champion")))

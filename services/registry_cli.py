@@ -150,3 +150,10 @@ def cmd_models_rollback(args: argparse.Namespace) -> int:
     record = registry.rollback(args.reason)
     console.print(f"[green]✔[/] rolled back: champion {before} → {record.version}")
     return 0
+
+
+def cmd_models_refresh_sanity(args: argparse.Namespace) -> int:
+    at = _registry().request_sanity_refresh()
+    console.print(f"[green]✔[/] sanity-set refresh requested at {_when(at)} UTC: the trainer "
+                  "freezes a new one from the examples it sees next")
+    return 0

@@ -425,6 +425,22 @@ class Trainer:
                            "the challenger restarts from it")
         self._switch_champion(version, model)
 
+    def _maybe_refresh_sanity(self) -> None:
+        """Act on ``streamlearn models refresh-sanity``: drop the frozen sanity set; the next
+        ``sanity_size`` fresh examples become the new one. The request is cleared only once a
+        checkpoint holds the emptied set, so a crash in between repeats the refresh."""
+        if len(self.batcher):
+            return  # checkpoints are taken between batches; the next poll acts on it
+        at = self.registry.sanity_refresh_requested()
+        if at is None:
+            return
+        self.sanity = []
+        self._dirty = True
+        self.checkpoint()
+        self.registry.clear_sanity_refresh(at)
+        self.console.print(f"sanity set refreshed (request of {at}): the next "
+                           f"{self.cfg.sanity_size} examples form the new one")
+
     def _report_prequential(self, fresh: PairedLosses) -> None:
         m = self.metrics
         m.prequential(self.champion_version, "champion", float(fresh.champion_losses.mean()),
@@ -493,6 +509,7 @@ class Trainer:
             self._last_poll = now
             self.store.refresh(self.owner, self.cfg.lock_ttl_ms)
             self._check_champion()
+            self._maybe_refresh_sanity()
         if now - self._last_log >= self.cfg.log_interval_s:
             rate = (self.totals.trained - self._logged_trained) / (now - self._last_log)
             self._last_log, self._logged_trained = now, self.totals.trained

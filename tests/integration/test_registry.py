@@ -292,3 +292,17 @@ def test_gate_decisions_are_recorded_and_rejected_versions_need_force(
     with pytest.raises(RegistryError, match="is the champion"):
         registry.reject("ctr-v1.0", no)
     assert registry.promote("ctr-v1.1", "manual override", force=True).status == "champion"
+
+
+def test_a_sanity_refresh_request_is_cleared_only_by_whoever_acted_on_it(
+    make_registry: Callable[..., RedisRegistry], client: redis.Redis
+) -> None:
+    registry = make_registry()
+    assert registry.sanity_refresh_requested() is None
+    at = registry.request_sanity_refresh()
+    assert registry.sanity_refresh_requested() == at
+    client.set(f"{registry.cfg.prefix}sanity-refresh", str(at + 1))  # a newer request came in
+    registry.clear_sanity_refresh(at)
+    assert registry.sanity_refresh_requested() == at + 1  # still pending: not the one acted on
+    registry.clear_sanity_refresh(at + 1)
+    assert registry.sanity_refresh_requested() is None

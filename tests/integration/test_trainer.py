@@ -396,3 +396,36 @@ def test_retrain_from_scratch_registers_a_manual_major_version(
     assert registry.champion_version() == "ctr-v1.0"
     record = registry.get("ctr-v1.0")
     assert (record.mode, record.parent, record.status) == ("manual", None, "champion")
+
+
+def test_refresh_sanity_freezes_a_new_set_from_the_next_examples(
+    make_topics: Callable[..., KafkaSettings], registry: RedisRegistry
+) -> None:
+    kafka = make_topics(partitions=3)
+    first, second = stream_of(1_000, seed=7, prefix="a"), stream_of(1_000, seed=8, prefix="b")
+    produce(kafka, first)
+    trainer = in_process(kafka, registry, gate_every_examples=100_000, champion_poll_ms=50)
+    try:
+        wait_until(trainer, lambda: trainer.totals.trained == 1_000)
+        assert {e.prediction_id for e in trainer.sanity} <= {e.prediction_id for e in first}
+        assert len(trainer.sanity) == 500
+
+        registry.request_sanity_refresh()  # what `streamlearn models refresh-sanity` does
+        wait_until(trainer, lambda: registry.sanity_refresh_requested() is None)
+        assert trainer.sanity == []  # dropped, and the checkpoint says so before the ack
+        assert store_of(registry, trainer.cfg.group_id).load().sanity == []
+
+        produce(kafka, second)
+        wait_until(trainer, lambda: trainer.totals.trained == 2_000)
+        assert len(trainer.sanity) == 500
+        assert {e.prediction_id for e in trainer.sanity} <= {e.prediction_id for e in second}
+    finally:
+        trainer.close()
+
+
+def wait_until(trainer: Trainer, done: Callable[[], bool], timeout_s: float = 60.0) -> None:
+    """Poll the trainer until ``done`` (it stays open, unlike ``run_until``)."""
+    deadline = time.monotonic() + timeout_s
+    while not done():
+        assert time.monotonic() < deadline, "trainer did not get there in time"
+        trainer.poll_once()
