@@ -31,6 +31,7 @@ from services.registry_cli import (
     cmd_models_show,
 )
 from services.serve_cli import add_serve_arguments, cmd_serve
+from services.simulate_cli import add_simulate_arguments, cmd_simulate
 from services.stack.manager import Stack
 from services.stack.process import StackError
 from services.trainer_cli import add_train_arguments, cmd_retrain, cmd_train
@@ -192,6 +193,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_train_arguments(train, retrain)
     train.set_defaults(func=cmd_train)
     retrain.set_defaults(func=cmd_retrain)
+    simulate = sub.add_parser(
+        "simulate", help="the click simulator: a scenario's traffic through the real API")
+    add_simulate_arguments(simulate)
+    simulate.set_defaults(func=cmd_simulate)
     return parser
 
 
