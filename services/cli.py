@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
@@ -31,7 +32,7 @@ from services.registry_cli import (
     cmd_models_show,
 )
 from services.serve_cli import add_serve_arguments, cmd_serve
-from services.simulate_cli import add_simulate_arguments, cmd_simulate
+from services.simulate_cli import add_simulate_arguments, cmd_report, cmd_simulate
 from services.stack.manager import Stack
 from services.stack.process import StackError
 from services.trainer_cli import add_train_arguments, cmd_retrain, cmd_train
@@ -197,6 +198,10 @@ def build_parser() -> argparse.ArgumentParser:
         "simulate", help="the click simulator: a scenario's traffic through the real API")
     add_simulate_arguments(simulate)
     simulate.set_defaults(func=cmd_simulate)
+    report = sub.add_parser(
+        "report", help="report.md + PNG plots from a `simulate --out DIR` directory")
+    report.add_argument("dir", type=Path, help="the directory simulate --out wrote")
+    report.set_defaults(func=cmd_report)
     return parser
 
 

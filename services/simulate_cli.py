@@ -143,6 +143,19 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             writer.writerows(driver.rows)
         (args.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         console.print(f"wrote {args.out / 'timeseries.csv'} and {args.out / 'summary.json'}")
+        return cmd_report(argparse.Namespace(dir=args.out))
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """`streamlearn report DIR`: report.md + PNG plots from a simulate --out directory."""
+    from services.simulator.report import ReportError, write_report
+
+    try:
+        console.print(f"wrote {write_report(args.dir)}")
+    except ReportError as err:
+        console.print(f"[red]report error:[/] {err}")
+        return 1
     return 0
 
 
