@@ -15,10 +15,10 @@ Exactly once as the trainer sees it:
    changelog topic (``state_topic``, key ``b"<partition>|<prediction_id>"``, plus one clock row
    per partition) written in the transaction above. When a partition is (re)assigned the worker
    rebuilds its joiner from that topic read with read_committed, i.e. exactly the state after
-   the last committed offset. We measured why a Faust table could not do this: its in-memory
-   store keeps writes of aborted transactions across a rebalance (the replayed input then
-   finds its own effects and emits nothing), and its recovery crashed with ConsistencyError
-   when a rebalance hit during an open transaction.
+   the last committed offset. A Faust table did not: kill -9 runs lost examples with it, one
+   recovery crashed with ConsistencyError when a rebalance hit an open transaction, and its
+   in-memory store is never reset at a rebalance, so it keeps writes of aborted transactions
+   (replayed input can then find its own effects and emit nothing).
 3. **Revocation aborts.** Faust drops a revoked partition's acknowledged offsets before its
    revocation commit, so that commit leaves the partition's transaction open, and the next
    generation would commit it together with the replay of the same input (duplicates). The
