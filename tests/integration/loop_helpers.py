@@ -18,12 +18,17 @@ import sys
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from config.settings import KafkaSettings
+import redis
+from confluent_kafka.admin import AdminClient
+
+from config.settings import KafkaSettings, RegistrySettings
+from services.registry import RedisRegistry
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -163,6 +168,37 @@ class LoopStack:
     def logs(self, tail: int = 3000) -> str:
         return "\n".join(f"--- {p.name}\n" + p.read_text(errors="replace")[-tail:]
                          for p in sorted(self.workdir.glob("*.log")))
+
+
+@contextmanager
+def fresh_registry(url: str, signing_key: str, tag: str) -> Iterator[RedisRegistry]:
+    """A registry under a fresh key prefix; every key under it is deleted afterwards."""
+    client = redis.Redis.from_url(url, socket_timeout=30.0)
+    cfg = RegistrySettings(prefix=f"{tag}-{uuid.uuid4().hex[:8]}:", signing_key=signing_key)
+    try:
+        yield RedisRegistry(client, cfg)
+    finally:
+        keys = list(client.scan_iter(match=f"{cfg.prefix}*", count=1000))
+        if keys:
+            client.delete(*keys)
+        client.close()
+
+
+@contextmanager
+def running_loop(kafka: KafkaSettings, registry: RedisRegistry, signing_key: str,
+                 workdir: Path, settings: Mapping[str, str]) -> Iterator[LoopStack]:
+    """A LoopStack, stopped afterwards, and the joiner's own topics deleted."""
+    stack = LoopStack(kafka, registry.cfg.prefix, signing_key, workdir, settings)
+    try:
+        yield stack
+    finally:
+        stack.stop()
+        admin = AdminClient({"bootstrap.servers": kafka.bootstrap_servers})
+        for future in admin.delete_topics(stack.joiner_topics, operation_timeout=30).values():
+            try:
+                future.result(timeout=30)
+            except Exception:  # noqa: BLE001, S110 - the joiner may not have created them
+                pass
 
 
 def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:

@@ -12,24 +12,23 @@ ranks the hot category above the others where v1.0 could not.
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import redis
-from confluent_kafka.admin import AdminClient
 
-from config.settings import KafkaSettings, RegistrySettings
+from config.settings import KafkaSettings
 from services.registry import RedisRegistry
 from services.stack.manager import Stack
 from tests.integration.loop_helpers import (
     LoopStack,
     World,
+    fresh_registry,
     mean_gap,
     probe_body,
+    running_loop,
     scrape,
     separation,
     wait_for,
@@ -62,31 +61,16 @@ TRAFFIC_DEADLINE_S = 120.0
 
 @pytest.fixture
 def registry(stack: Stack) -> Iterator[RedisRegistry]:
-    """A registry under a fresh prefix; every key under it is deleted afterwards."""
-    client = redis.Redis.from_url(stack.redis_settings.url, socket_timeout=30.0)
-    cfg = RegistrySettings(prefix=f"test-loop-{uuid.uuid4().hex[:8]}:", signing_key=SIGNING_KEY)
-    yield RedisRegistry(client, cfg)
-    keys = list(client.scan_iter(match=f"{cfg.prefix}*", count=1000))
-    if keys:
-        client.delete(*keys)
-    client.close()
+    with fresh_registry(stack.redis_settings.url, SIGNING_KEY, "test-loop") as registry:
+        yield registry
 
 
 @pytest.fixture
-def loop(make_topics: Callable[..., KafkaSettings], registry: RedisRegistry, admin: AdminClient,
+def loop(make_topics: Callable[..., KafkaSettings], registry: RedisRegistry,
          tmp_path: Path) -> Iterator[LoopStack]:
-    """The three processes, stopped afterwards (and the joiner's own topics deleted)."""
-    stack = LoopStack(make_topics(partitions=3), registry.cfg.prefix, SIGNING_KEY,
-                      tmp_path / "loop", SETTINGS)
-    try:
+    with running_loop(make_topics(partitions=3), registry, SIGNING_KEY, tmp_path / "loop",
+                      SETTINGS) as stack:
         yield stack
-    finally:
-        stack.stop()
-        for future in admin.delete_topics(stack.joiner_topics, operation_timeout=30).values():
-            try:
-                future.result(timeout=30)
-            except Exception:  # noqa: BLE001, S110 - the joiner may not have created them
-                pass
 
 
 def test_traffic_the_champion_does_not_know_leads_to_a_promoted_challenger_in_serving(

@@ -12,19 +12,23 @@ import csv
 import json
 import subprocess
 import sys
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-import redis
-from confluent_kafka.admin import AdminClient
 
-from config.settings import KafkaSettings, RegistrySettings
+from config.settings import KafkaSettings
 from services.registry import RedisRegistry
 from services.stack.manager import Stack
-from tests.integration.loop_helpers import REPO, LoopStack, scrape, wait_for
+from tests.integration.loop_helpers import (
+    REPO,
+    LoopStack,
+    fresh_registry,
+    running_loop,
+    scrape,
+    wait_for,
+)
 
 SIGNING_KEY = "simulate-integration-key"
 SETTINGS = {  # short windows so labels come within seconds
@@ -38,29 +42,16 @@ REQUESTS = 300  # at 60 a second: 5 s of traffic, 1,500 shown predictions
 
 @pytest.fixture
 def registry(stack: Stack) -> Iterator[RedisRegistry]:
-    client = redis.Redis.from_url(stack.redis_settings.url, socket_timeout=30.0)
-    cfg = RegistrySettings(prefix=f"test-sim-{uuid.uuid4().hex[:8]}:", signing_key=SIGNING_KEY)
-    yield RedisRegistry(client, cfg)
-    keys = list(client.scan_iter(match=f"{cfg.prefix}*", count=1000))
-    if keys:
-        client.delete(*keys)
-    client.close()
+    with fresh_registry(stack.redis_settings.url, SIGNING_KEY, "test-sim") as registry:
+        yield registry
 
 
 @pytest.fixture
-def loop(make_topics: Callable[..., KafkaSettings], registry: RedisRegistry, admin: AdminClient,
+def loop(make_topics: Callable[..., KafkaSettings], registry: RedisRegistry,
          tmp_path: Path) -> Iterator[LoopStack]:
-    stack = LoopStack(make_topics(partitions=3), registry.cfg.prefix, SIGNING_KEY,
-                      tmp_path / "loop", SETTINGS)
-    try:
+    with running_loop(make_topics(partitions=3), registry, SIGNING_KEY, tmp_path / "loop",
+                      SETTINGS) as stack:
         yield stack
-    finally:
-        stack.stop()
-        for future in admin.delete_topics(stack.joiner_topics, operation_timeout=30).values():
-            try:
-                future.result(timeout=30)
-            except Exception:  # noqa: BLE001, S110 - the joiner may not have created them
-                pass
 
 
 def _ready(url: str) -> bool:
