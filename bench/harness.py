@@ -34,6 +34,19 @@ TEST_POLICY = JoinPolicy(
 )
 
 
+def kafka_env(k: KafkaSettings) -> dict[str, str]:
+    """The environment that points a streamlearn process at ``k``'s broker and topics."""
+    return {
+        "STREAMLEARN_KAFKA_BOOTSTRAP_SERVERS": k.bootstrap_servers,
+        "STREAMLEARN_KAFKA_PREDICTIONS_TOPIC": k.predictions_topic,
+        "STREAMLEARN_KAFKA_EVENTS_TOPIC": k.events_topic,
+        "STREAMLEARN_KAFKA_EXAMPLES_TOPIC": k.examples_topic,
+        "STREAMLEARN_KAFKA_DLQ_TOPIC": k.dlq_topic,
+        "STREAMLEARN_KAFKA_LATE_LABELS_TOPIC": k.late_labels_topic,
+        "STREAMLEARN_KAFKA_PARTITIONS": str(k.partitions),
+    }
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -54,13 +67,7 @@ class JoinerCluster:
         k, p = self.kafka, self.policy
         return {
             **os.environ,
-            "STREAMLEARN_KAFKA_BOOTSTRAP_SERVERS": k.bootstrap_servers,
-            "STREAMLEARN_KAFKA_PREDICTIONS_TOPIC": k.predictions_topic,
-            "STREAMLEARN_KAFKA_EVENTS_TOPIC": k.events_topic,
-            "STREAMLEARN_KAFKA_EXAMPLES_TOPIC": k.examples_topic,
-            "STREAMLEARN_KAFKA_DLQ_TOPIC": k.dlq_topic,
-            "STREAMLEARN_KAFKA_LATE_LABELS_TOPIC": k.late_labels_topic,
-            "STREAMLEARN_KAFKA_PARTITIONS": str(k.partitions),
+            **kafka_env(k),
             "STREAMLEARN_JOINER_GROUP_ID": self.group,
             "STREAMLEARN_JOINER_TICKS_TOPIC": f"{self.group}-ticks",
             "STREAMLEARN_JOINER_STATE_TOPIC": f"{self.group}-state",

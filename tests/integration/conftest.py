@@ -9,13 +9,19 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from confluent_kafka.admin import AdminClient
 
 from config.settings import KafkaSettings, RedisSettings, StackSettings, load
+from services.registry import RedisRegistry
 from services.stack.manager import Stack
 from streams.topics import ensure_topics, topic_specs
+
+if TYPE_CHECKING:
+    from tests.integration.loop_helpers import LoopStack
 
 
 @pytest.fixture(scope="session")
@@ -66,3 +72,26 @@ def make_topics(stack: Stack, admin: AdminClient) -> Iterator[Callable[..., Kafk
                 future.result(timeout=30)
             except Exception:  # noqa: BLE001, S110 - a topic the test never created
                 pass
+
+
+@pytest.fixture
+def loop_registry(stack: Stack, request: pytest.FixtureRequest) -> Iterator[RedisRegistry]:
+    """A registry under a fresh prefix for a LoopStack test; the test module names its
+    ``SIGNING_KEY``. Every key under the prefix is deleted afterwards."""
+    from tests.integration.loop_helpers import fresh_registry
+
+    tag = f"test-{request.module.__name__.rsplit('.', 1)[-1]}"
+    with fresh_registry(stack.redis_settings.url, request.module.SIGNING_KEY, tag) as registry:
+        yield registry
+
+
+@pytest.fixture
+def loop(make_topics: Callable[..., KafkaSettings], loop_registry: RedisRegistry,
+         tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[LoopStack]:
+    """serve/join/train processes on fresh topics with the module's ``SETTINGS`` (env
+    overrides), stopped afterwards, the joiner's own topics deleted."""
+    from tests.integration.loop_helpers import running_loop
+
+    with running_loop(make_topics(partitions=3), loop_registry, request.module.SIGNING_KEY,
+                      tmp_path / "loop", request.module.SETTINGS) as stack:
+        yield stack

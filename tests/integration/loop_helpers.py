@@ -27,6 +27,7 @@ from typing import IO, Any
 import redis
 from confluent_kafka.admin import AdminClient
 
+from bench.harness import kafka_env
 from config.settings import KafkaSettings, RegistrySettings
 from services.registry import RedisRegistry
 
@@ -110,13 +111,7 @@ class LoopStack:
         k = self.kafka
         return {
             **os.environ,
-            "STREAMLEARN_KAFKA_BOOTSTRAP_SERVERS": k.bootstrap_servers,
-            "STREAMLEARN_KAFKA_PREDICTIONS_TOPIC": k.predictions_topic,
-            "STREAMLEARN_KAFKA_EVENTS_TOPIC": k.events_topic,
-            "STREAMLEARN_KAFKA_EXAMPLES_TOPIC": k.examples_topic,
-            "STREAMLEARN_KAFKA_DLQ_TOPIC": k.dlq_topic,
-            "STREAMLEARN_KAFKA_LATE_LABELS_TOPIC": k.late_labels_topic,
-            "STREAMLEARN_KAFKA_PARTITIONS": str(k.partitions),
+            **kafka_env(k),
             "STREAMLEARN_REGISTRY_PREFIX": self.registry_prefix,
             "STREAMLEARN_REGISTRY_SIGNING_KEY": self.signing_key,
             "STREAMLEARN_SERVING_PORT": str(self.serving_port),

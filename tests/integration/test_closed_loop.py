@@ -12,23 +12,16 @@ ranks the hot category above the others where v1.0 could not.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
-from config.settings import KafkaSettings
 from services.registry import RedisRegistry
-from services.stack.manager import Stack
 from tests.integration.loop_helpers import (
     LoopStack,
     World,
-    fresh_registry,
     mean_gap,
     probe_body,
-    running_loop,
     scrape,
     separation,
     wait_for,
@@ -59,23 +52,10 @@ ROUND_S = 0.5
 TRAFFIC_DEADLINE_S = 120.0
 
 
-@pytest.fixture
-def registry(stack: Stack) -> Iterator[RedisRegistry]:
-    with fresh_registry(stack.redis_settings.url, SIGNING_KEY, "test-loop") as registry:
-        yield registry
-
-
-@pytest.fixture
-def loop(make_topics: Callable[..., KafkaSettings], registry: RedisRegistry,
-         tmp_path: Path) -> Iterator[LoopStack]:
-    with running_loop(make_topics(partitions=3), registry, SIGNING_KEY, tmp_path / "loop",
-                      SETTINGS) as stack:
-        yield stack
-
-
 def test_traffic_the_champion_does_not_know_leads_to_a_promoted_challenger_in_serving(
-    loop: LoopStack, registry: RedisRegistry
+    loop: LoopStack, loop_registry: RedisRegistry
 ) -> None:
+    registry = loop_registry
     world = World(seed=5)
     # Serving first: with no champion it cold-starts v1.0, which the trainer then adopts.
     loop.start("serve")

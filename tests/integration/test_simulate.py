@@ -12,20 +12,13 @@ import csv
 import json
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
-import pytest
 
-from config.settings import KafkaSettings
-from services.registry import RedisRegistry
-from services.stack.manager import Stack
 from tests.integration.loop_helpers import (
     REPO,
     LoopStack,
-    fresh_registry,
-    running_loop,
     scrape,
     wait_for,
 )
@@ -38,20 +31,6 @@ SETTINGS = {  # short windows so labels come within seconds
     "STREAMLEARN_JOINER_TICK_INTERVAL_MS": "250",
 }
 REQUESTS = 300  # at 60 a second: 5 s of traffic, 1,500 shown predictions
-
-
-@pytest.fixture
-def registry(stack: Stack) -> Iterator[RedisRegistry]:
-    with fresh_registry(stack.redis_settings.url, SIGNING_KEY, "test-sim") as registry:
-        yield registry
-
-
-@pytest.fixture
-def loop(make_topics: Callable[..., KafkaSettings], registry: RedisRegistry,
-         tmp_path: Path) -> Iterator[LoopStack]:
-    with running_loop(make_topics(partitions=3), registry, SIGNING_KEY, tmp_path / "loop",
-                      SETTINGS) as stack:
-        yield stack
 
 
 def _ready(url: str) -> bool:
