@@ -20,6 +20,9 @@ SHA-256, HMAC) while its key, the pointer and the stack are watched, then status
 stack, history and the PUBLISH are queued and executed together. If anything watched changed
 in between (another promotion, a prune, a tampered byte), the transaction is retried from the
 top; a bad artifact raises ``ArtifactError`` and nothing moves.
+
+Each promotion, rollback and rejection this object makes, and each one it refuses, is counted
+in its ``RegistryMetrics`` (services/registry_metrics.py), which the process exposes.
 """
 
 from __future__ import annotations
@@ -59,6 +62,7 @@ from models.registry import (
     parse_version,
 )
 from services.artifacts import ArtifactStore
+from services.registry_metrics import RegistryMetrics
 
 log = logging.getLogger(__name__)
 
@@ -81,10 +85,18 @@ class _Any:
 ANY: Final = _Any()
 
 
-def connect(redis_settings: RedisSettings, registry_settings: RegistrySettings) -> RedisRegistry:
-    """A registry on a new client for the configured Redis URL."""
+def connect(redis_settings: RedisSettings, registry_settings: RegistrySettings,
+            metrics: RegistryMetrics | None = None) -> RedisRegistry:
+    """A registry on a new client for the configured Redis URL.
+
+    Args:
+        redis_settings: Where Redis is.
+        registry_settings: Prefix, retention and signing key.
+        metrics: Where to count champion changes: built on the process's metrics registry
+            so its ``/metrics`` exposes them (a private registry when omitted).
+    """
     client = redis.Redis.from_url(redis_settings.url, socket_timeout=30.0)
-    return RedisRegistry(client, registry_settings)
+    return RedisRegistry(client, registry_settings, metrics=metrics)
 
 
 class RedisRegistry:
@@ -96,6 +108,8 @@ class RedisRegistry:
         client: A redis-py client with ``decode_responses=False`` (artifacts are bytes).
         cfg: Key prefix, retention, chunk size and signing key.
         clock: Seconds since the epoch; injectable for tests.
+        metrics: Counters of the champion changes made here (a private registry when
+            omitted).
     """
 
     def __init__(
@@ -103,12 +117,14 @@ class RedisRegistry:
         client: redis.Redis,
         cfg: RegistrySettings,
         clock: Callable[[], float] = time.time,
+        metrics: RegistryMetrics | None = None,
     ) -> None:
         if client.connection_pool.connection_kwargs.get("decode_responses"):
             raise RegistryError("the registry needs a Redis client with decode_responses=False")
         self.client = client
         self.cfg = cfg
         self._clock = clock
+        self.metrics = metrics or RegistryMetrics()
         self.artifacts = ArtifactStore(
             cfg.prefix, cfg.signing_key.get_secret_value().encode(), cfg.chunk_bytes
         )
@@ -196,7 +212,9 @@ class RedisRegistry:
         Raises:
             RegistryError: Unknown version, or it is the champion (roll back first).
         """
-        return self._decide(version, decision, reject=True)
+        record = self._decide(version, decision, reject=True)
+        self.metrics.rejected(decision.rule)
+        return record
 
     def decisions(self, limit: int = 20) -> Decisions:
         """The latest gate decisions, newest first: version, at (ms) and the decision."""
@@ -290,8 +308,11 @@ class RedisRegistry:
         """
         watched = (self._k("champion"), self._k("champions"), self._k("model", version),
                    self._k("artifact", version))
+        # Set by the attempt that executes: whether it moved the champion, and past a rejection.
+        moved: dict[str, bool] = {}
 
         def move(pipe: Pipeline) -> ModelRecord:
+            moved.clear()
             current = _text(pipe.get(self._k("champion")))
             if not isinstance(expected, _Any) and current != expected:
                 raise ChampionChangedError(
@@ -303,6 +324,7 @@ class RedisRegistry:
                 return record
             check_promotable(record, force=force)
             self.artifacts.read_verified(pipe, record)
+            moved["forced"] = record.status == "rejected"
             change = ChampionChange("promote", version, current, reason, self._now_ms())
             pipe.multi()
             self._queue_change(pipe, change)
@@ -310,7 +332,10 @@ class RedisRegistry:
             pipe.ltrim(self._k("champions"), 0, self.cfg.rollback_depth)
             return record.with_status("champion")
 
-        return self._transact(move, *watched)
+        promoted = self._counting("promote", move, *watched)
+        if moved:
+            self.metrics.promoted(forced=moved["forced"])
+        return promoted
 
     def rollback(self, reason: str = "manual rollback") -> ModelRecord:
         """Restore the previous champion (undoing the last promotion or rollback-able change).
@@ -339,7 +364,9 @@ class RedisRegistry:
             pipe.lpop(self._k("champions"))
             return record.with_status("champion")
 
-        return self._transact(back, self._k("champion"), self._k("champions"))
+        record = self._counting("rollback", back, self._k("champion"), self._k("champions"))
+        self.metrics.rolled_back()
+        return record
 
     def prune(self) -> Names:
         """Delete the oldest artifacts beyond ``max_versions`` (records stay).
@@ -379,6 +406,20 @@ class RedisRegistry:
         pipe.lpush(self._k("history"), change.to_json())
         pipe.ltrim(self._k("history"), 0, self.cfg.max_history - 1)
         pipe.publish(self.channel, change.to_json())
+
+    def _counting(self, action: str, func: Callable[[Pipeline], T], *watches: str) -> T:
+        """``_transact``, counting a refusal by why (most specific error class first)."""
+        try:
+            return self._transact(func, *watches)
+        except ArtifactError:
+            self.metrics.failed(action, "artifact")
+            raise
+        except ChampionChangedError:
+            self.metrics.failed(action, "champion_changed")
+            raise
+        except RegistryError:
+            self.metrics.failed(action, "refused")
+            raise
 
     def _decide(self, version: str, decision: GateDecision, *, reject: bool) -> ModelRecord:
         model_key = self._k("model", version)

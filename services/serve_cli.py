@@ -56,6 +56,7 @@ def build_app(serving: ServingSettings, kafka: KafkaSettings, redis_settings: Re
     import torch
 
     from services.registry import connect
+    from services.registry_metrics import RegistryMetrics
     from services.serving import create_app
     from services.serving_champion import ChampionHolder, ChampionWatcher
     from services.serving_context import ServingContext
@@ -65,7 +66,7 @@ def build_app(serving: ServingSettings, kafka: KafkaSettings, redis_settings: Re
 
     torch.set_num_threads(serving.torch_threads)
     metrics = ServingMetrics()
-    registry = connect(redis_settings, registry_settings)
+    registry = connect(redis_settings, registry_settings, RegistryMetrics(metrics.registry))
     holder = ChampionHolder(metrics)
     watcher = ChampionWatcher(registry, holder, metrics,
                               cold_start_builder(trainer, serving.cold_start_prior_ctr),

@@ -55,6 +55,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from prometheus_client import start_http_server
 
     from services.registry import connect
+    from services.registry_metrics import RegistryMetrics
     from services.trainer import Trainer
     from services.trainer_metrics import TrainerMetrics
     from services.trainer_store import StateStore
@@ -65,10 +66,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         overrides["metrics_port"] = args.metrics_port
     cfg = load(TrainerSettings, **overrides)
     registry_cfg = load(RegistrySettings)
-    registry = connect(load(RedisSettings), registry_cfg)
+    metrics = TrainerMetrics()
+    registry = connect(load(RedisSettings), registry_cfg, RegistryMetrics(metrics.registry))
     store = StateStore(registry.client, registry_cfg.prefix, cfg.group_id,
                        registry_cfg.signing_key.get_secret_value().encode())
-    metrics = TrainerMetrics()
     if cfg.metrics_port:
         start_http_server(cfg.metrics_port, addr="127.0.0.1", registry=metrics.registry)
     trainer = Trainer(load(KafkaSettings), cfg, load(GateSettings), load(SchemaSettings),

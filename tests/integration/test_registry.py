@@ -306,3 +306,55 @@ def test_a_sanity_refresh_request_is_cleared_only_by_whoever_acted_on_it(
     assert registry.sanity_refresh_requested() == at + 1  # still pending: not the one acted on
     registry.clear_sanity_refresh(at + 1)
     assert registry.sanity_refresh_requested() is None
+
+
+def test_champion_changes_and_refusals_are_counted_in_the_given_metrics(
+    make_registry: Callable[..., RedisRegistry], client: redis.Redis
+) -> None:
+    from prometheus_client import CollectorRegistry
+
+    from services.registry_metrics import RegistryMetrics
+
+    metrics_registry = CollectorRegistry()
+    registry = make_registry()
+    registry.metrics = RegistryMetrics(metrics_registry)
+
+    def count(name: str, **labels: str) -> float | None:
+        return metrics_registry.get_sample_value(f"streamlearn_registry_{name}_total", labels)
+
+    # Every series is there at 0 before anything happens.
+    assert count("promotions", forced="false") == 0.0
+    assert count("rollbacks") == 0.0
+    assert count("rejections", rule="worse") == 0.0
+    register(registry)
+    register(registry, parent="ctr-v1.0", mode="stateful")
+    registry.promote("ctr-v1.0", "first")
+    registry.promote("ctr-v1.0", "again")  # a no-op moves nothing, counts nothing
+    registry.promote("ctr-v1.1", "gate")
+    assert count("promotions", forced="false") == 2.0
+    registry.rollback("bad")
+    assert count("rollbacks") == 1.0
+    with pytest.raises(RegistryError, match="no previous champion"):
+        registry.rollback("again")
+    assert count("change_failures", action="rollback", reason="refused") == 1.0
+    assert count("rollbacks") == 1.0
+
+    no = GateDecision("reject", "worse: challenger log loss 0.5 vs champion 0.4", {}, "worse")
+    registry.reject("ctr-v1.1", no)
+    registry.reject("ctr-v1.1", GateDecision("reject", "by hand", {}, "a-free-text-rule"))
+    assert count("rejections", rule="worse") == 1.0
+    assert count("rejections", rule="other") == 1.0
+    with pytest.raises(RegistryError, match="was rejected"):
+        registry.promote("ctr-v1.1", "manual")
+    assert count("change_failures", action="promote", reason="refused") == 1.0
+    with pytest.raises(ChampionChangedError):
+        registry.promote("ctr-v1.1", "cas", expected=None, force=True)
+    assert count("change_failures", action="promote", reason="champion_changed") == 1.0
+    register(registry, parent="ctr-v1.0", mode="stateful")
+    flip_byte(client, registry, "ctr-v1.2", 200)
+    with pytest.raises(ArtifactError):
+        registry.promote("ctr-v1.2", "gate")
+    assert count("change_failures", action="promote", reason="artifact") == 1.0
+    assert registry.promote("ctr-v1.1", "override", force=True).status == "champion"
+    assert (count("promotions", forced="true"), count("promotions", forced="false")) == (1.0, 2.0)
+    assert registry.champion_version() == "ctr-v1.1"
