@@ -9,30 +9,15 @@ and the scrape targets are the default ports of config/defaults.yaml.
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
-from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from prometheus_client import CollectorRegistry
 
-from services.serving_metrics import ServingMetrics
-from services.trainer_metrics import TrainerMetrics
-from streams.joiner_metrics import JoinerMetrics
+from tests.unit.ops.helpers import ROOT, exported_names, promtool
 
-ROOT = Path(__file__).resolve().parents[3]
 PROM = ROOT / "config/prometheus"
 SEVERITIES = {"critical", "warning", "info"}
-# What the exposition format adds to a family's name, by metric type.
-SUFFIXES = {
-    "counter": ("_total",),
-    "histogram": ("_bucket", "_sum", "_count"),
-    "summary": ("_sum", "_count", ""),
-    "info": ("_info",),
-    "gauge": ("",),
-}
 
 
 def load(name: str) -> dict[str, Any]:
@@ -41,29 +26,6 @@ def load(name: str) -> dict[str, Any]:
 
 def alert_rules() -> list[dict[str, Any]]:
     return [rule for group in load("alerts.yml")["groups"] for rule in group["rules"]]
-
-
-def exported_names() -> tuple[set[str], set[str]]:
-    """The sample names the three processes' metrics can expose, and their family names."""
-    samples: set[str] = set()
-    families: set[str] = set()
-    for metrics in (ServingMetrics, TrainerMetrics, JoinerMetrics):
-        registry = CollectorRegistry()
-        metrics(registry)
-        for family in registry.collect():
-            if family.name.startswith("streamlearn_"):
-                families.add(family.name)
-                samples |= {family.name + end for end in SUFFIXES.get(family.type, ("",))}
-    return samples, families
-
-
-def promtool(*args: str) -> subprocess.CompletedProcess[str]:
-    if shutil.which("promtool") is None:
-        # `make test` installs it (make system-deps): without it these checks are not done.
-        pytest.fail("promtool is not installed: run `make system-deps` (Debian's prometheus)")
-    return subprocess.run(
-        ["promtool", *args], capture_output=True, text=True, check=False, cwd=ROOT, timeout=120,
-    )
 
 
 @pytest.mark.parametrize(
