@@ -46,6 +46,11 @@ from typing import Any
 
 import orjson
 import redis
+
+# At module level, not in ``_baseline``: with ``from __future__ import annotations`` FastAPI
+# resolves a route's annotations in the module's globals, and a ``Request`` it cannot find
+# there becomes a required query parameter (every baseline call a 422).
+from fastapi import FastAPI, Request, Response
 from rich.console import Console
 
 from bench.common import percentile, running_stack, scratch_topic
@@ -290,6 +295,11 @@ def _alternating(serving: tuple[int, list[bytes]], baseline: tuple[int, list[byt
                 serve_s += len(part.latencies) / rps
             else:
                 base_s += len(part.latencies) / rps
+    if base.failed:
+        # A baseline answering errors (it once answered every call with a 422) measures
+        # something cheaper than the same-size JSON: the ratio would mean nothing.
+        raise RuntimeError(f"the baseline failed {base.failed} of "
+                           f"{len(base.latencies)} requests; no ratio")
     return len(served.latencies) / serve_s, len(base.latencies) / base_s, served
 
 
@@ -406,7 +416,6 @@ def _register_challenger(registry: Any, parent: str, record_cls: Any, lineage_cl
 def _baseline(port: int, response: Path) -> None:
     """The practical limit: FastAPI reading the body and returning fixed bytes, same size."""
     import uvicorn
-    from fastapi import FastAPI, Request, Response
 
     body = response.read_bytes()
     app = FastAPI()
