@@ -35,7 +35,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -44,6 +44,9 @@ from models.gate import PairedLosses
 from models.metrics import log_losses
 from models.microbatch import cap_per_user
 from models.replay import Reservoir
+
+if TYPE_CHECKING:
+    from models.triggers import Firing
 
 
 class Labeled(Protocol):
@@ -107,8 +110,12 @@ class StepResult:
             retrain, the window size).
         n_capped: Examples dropped by the per-user cap.
         n_replayed: Replayed examples mixed into the update.
-        retrained: The challenger was replaced by a model built from scratch after this batch
-            was scored (stateless mode): start a new evaluation window.
+        retrained: The challenger was replaced by a model built from scratch (stateless
+            mode), or learnt its buffer on a trigger (triggered mode), after this batch was
+            scored: start a new evaluation window.
+        fired: The triggers that fired on this batch (``models.triggers``; triggered mode).
+        gate_due: Enough evidence has been scored since the challenger's last training: ask
+            the gate now (triggered mode; the other modes leave the cadence to the caller).
     """
 
     champion_losses: np.ndarray
@@ -121,6 +128,8 @@ class StepResult:
     n_capped: int = 0
     n_replayed: int = 0
     retrained: bool = False
+    fired: tuple[Firing, ...] = ()
+    gate_due: bool = False
 
     @property
     def n(self) -> int:

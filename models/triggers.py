@@ -1,0 +1,490 @@
+"""Retraining triggers and ``TriggeredPolicy``: train, and ask the gate, only when it matters.
+
+Stage 4 of continual learning: instead of fine-tuning on every micro-batch (``StatefulPolicy``)
+or on a fixed schedule (``StatelessPolicy``), the challenger learns when a trigger fires.
+Triggers observe every batch (the champion's per-example losses, the label count, the
+caller's clock) and compose by configuration (``TriggerConfig``, same field names as
+``config.settings.TriggerSettings``):
+
+* ``volume``       every ``volume_every_labels`` labels since the last training, and/or once
+                   those labels reach ``volume_growth`` (0.1 = +10 %) of all labels trained on
+* ``time``         ``time_every_ms`` of the caller's clock since the last training
+* ``performance``  the champion's mean log loss over its last ``performance_window`` examples is
+                   more than ``performance_tolerance`` (0.1 = 10 %) above its reference: its
+                   mean loss on its first ``performance_reference`` examples as champion
+* ``drift``        an upward alarm of ADWIN or Page-Hinkley (``models.drift``) on the
+                   champion's per-example loss
+
+Each firing is a ``Firing(kind, reason)``.
+
+``TriggeredPolicy`` implements ``models.policies.TrainingPolicy`` (recorded as ``stateful``:
+it fine-tunes a replica of the champion). The prequential rule it keeps: every example is
+scored by champion and challenger when it arrives, *before* the challenger may learn it.
+
+1. Each batch is scored by both models (``StepResult`` test figures, as in the other modes),
+   the per-user cap applied, and what is kept is appended to a bounded buffer (oldest dropped
+   past ``buffer_max``, counted in ``dropped``).
+2. The triggers observe the batch; their firings are on ``StepResult.fired``.
+3. On a firing, after the batch was scored, the challenger learns the whole buffer (every
+   example it holds arrived since the last training, so none is learnt twice) and the buffer
+   empties. ``StepResult.retrained`` is then True: the figures collected so far describe the
+   challenger *before* that training, so the loop starts a new evaluation window.
+4. The gate's evidence is the batches scored *after* the training: examples the trained
+   challenger has never learnt (they wait in the buffer for the next training). Once at least
+   ``min_evidence`` of them exist (set it to the gate's ``min_examples``), the batch's
+   ``StepResult.gate_due`` is True, once: the loop asks the gate on its evaluation window.
+5. Firings while evidence is being gathered, and on the batch that completes it, are *held*:
+   training then would make the evidence describe another model. The challenger learns at the
+   first batch after the gate was asked (``held`` lists them meanwhile).
+6. ``on_new_champion`` (after a promotion or a rejection) restarts the challenger from the
+   champion's replica and resets what depends on the champion: the performance reference and
+   the drift detector. The buffer is kept: nobody has learnt those examples yet.
+
+A keep_training verdict needs no call: the trained challenger stays and waits for the next
+firing. The loop (the trainer's, or an in-process benchmark's) is the one of the other modes::
+
+    result = policy.process(champion, batch, now_ms)   # scores both models first
+    evaluation.add(result)
+    if result.retrained:                 # trained after scoring: the gate's evidence
+        evaluation.reset()               # starts with the next batch
+    if result.gate_due:                  # enough fresh evidence on the trained challenger
+        decision = decide(evaluation.paired(), sanity, gate_cfg)
+        if decision.outcome == "promote":
+            champion = policy.challenger
+            policy.on_new_champion(champion)
+        elif decision.outcome == "reject":
+            policy.on_new_champion(champion)
+        evaluation.reset()
+
+Example:
+    >>> from models import build_model
+    >>> from models.training import LabeledExample
+    >>> champion = build_model("logreg", hash_bits=8)
+    >>> policy = TriggeredPolicy(champion, Triggers.from_config(
+    ...     TriggerConfig(volume_every_labels=4, performance_tolerance=0, drift_detector="none")),
+    ...     min_evidence=2)
+    >>> batch = [LabeledExample(f"p{i}", i % 2, {"d": "tv"}) for i in range(2)]
+    >>> [(r.fired and r.fired[0].kind, r.retrained, r.n_trained, r.gate_due)
+    ...  for r in (policy.process(champion, batch, now_ms=t) for t in range(3))]
+    [((), False, 0, False), ('volume', True, 4, False), ((), False, 0, True)]
+    >>> policy.trainings, policy.counts["volume"], len(policy.buffer)
+    (1, 1, 2)
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any, Final, Literal, Protocol
+
+import numpy as np
+
+from models.base import Model
+from models.drift import DetectorName, LossDriftDetector
+from models.microbatch import cap_per_user
+from models.policies import Mode, train_from_scratch
+from models.training import Labeled, StepResult, score_both
+
+Kind = Literal["volume", "time", "performance", "drift"]
+KINDS: Final[tuple[Kind, ...]] = ("volume", "time", "performance", "drift")
+
+
+@dataclass(frozen=True, slots=True)
+class Firing:
+    """One trigger's firing: its kind (a bounded metrics label) and a human reason."""
+
+    kind: Kind
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class TriggerConfig:
+    """Which triggers run and their thresholds (0 or ``"none"`` switches one off).
+
+    Attributes:
+        volume_every_labels: Fire every this many labels since the last training.
+        volume_growth: Fire when the labels since the last training reach this fraction of
+            all labels trained on so far (0.1 = +10 % labelled data)...
+        volume_min_labels: ...and at least this many (the growth trigger's floor).
+        time_every_ms: Fire when this much of the caller's clock passed since the last
+            training (or since the first batch).
+        performance_tolerance: Fire when the rolling champion log loss exceeds its reference
+            by more than this fraction.
+        performance_window: Examples in the rolling mean (a full window is needed).
+        performance_reference: The champion's first examples that make its reference.
+        drift_detector: ``adwin``, ``page_hinkley`` or ``none``.
+        adwin_delta: ADWIN's confidence parameter.
+        ph_delta: Page-Hinkley's tolerated deviation per example.
+        ph_threshold: Page-Hinkley's alarm threshold.
+        drift_min_examples: Examples a detector sees before it may alarm.
+    """
+
+    volume_every_labels: int = 10_000
+    volume_growth: float = 0.0
+    volume_min_labels: int = 1_000
+    time_every_ms: int = 0
+    performance_tolerance: float = 0.10
+    performance_window: int = 1_024
+    performance_reference: int = 2_048
+    drift_detector: DetectorName | Literal["none"] = "adwin"
+    adwin_delta: float = 0.002
+    ph_delta: float = 0.005
+    ph_threshold: float = 50.0
+    drift_min_examples: int = 30
+
+    def __post_init__(self) -> None:
+        counts = (self.volume_every_labels, self.volume_min_labels, self.time_every_ms)
+        if min(counts) < 0 or self.volume_growth < 0 or self.performance_tolerance < 0:
+            raise ValueError("trigger thresholds must be >= 0")
+        if min(self.performance_window, self.performance_reference) < 1:
+            raise ValueError("performance_window and performance_reference must be >= 1")
+
+
+class Trigger(Protocol):
+    """One condition on the stream (the state it keeps is its own)."""
+
+    kind: Kind
+
+    def observe(self, now_ms: int, champion_losses: np.ndarray) -> Firing | None:
+        """Look at one scored batch; a firing if the condition holds now."""
+        ...
+
+    def trained(self, now_ms: int, total_trained: int) -> None:
+        """The challenger just learnt the buffer (``total_trained`` labels so far)."""
+        ...
+
+    def new_champion(self) -> None:
+        """Another model is champion now."""
+        ...
+
+
+class VolumeTrigger:
+    """Every N labels since the last training, and/or +x % labelled data."""
+
+    kind: Kind = "volume"
+
+    def __init__(self, every_labels: int = 0, growth: float = 0.0, min_labels: int = 1) -> None:
+        self.every_labels, self.growth, self.min_labels = every_labels, growth, max(1, min_labels)
+        self.since = 0
+        self.total_trained = 0
+        self.latched = False  # fired, not trained since: firing again would count it twice
+
+    def observe(self, now_ms: int, champion_losses: np.ndarray) -> Firing | None:
+        self.since += int(champion_losses.size)
+        firing = self._check()
+        self.latched = self.latched or firing is not None
+        return firing
+
+    def _check(self) -> Firing | None:
+        if self.latched:
+            return None
+        if self.every_labels and self.since >= self.every_labels:
+            return Firing("volume", f"volume: {self.since} labels since the last training "
+                                    f"(every {self.every_labels})")
+        needed = max(self.min_labels, int(np.ceil(self.growth * self.total_trained)))
+        if self.growth and self.since >= needed:
+            return Firing("volume", f"volume: {self.since} new labels, +{self.growth:.0%} of "
+                                    f"the {self.total_trained} trained on (at least "
+                                    f"{self.min_labels})")
+        return None
+
+    def trained(self, now_ms: int, total_trained: int) -> None:
+        self.since, self.total_trained, self.latched = 0, total_trained, False
+
+    def new_champion(self) -> None:
+        pass
+
+
+class TimeTrigger:
+    """Every T ms of the caller's clock since the last training (or the first batch)."""
+
+    kind: Kind = "time"
+
+    def __init__(self, every_ms: int) -> None:
+        self.every_ms = every_ms
+        self.last_ms: int | None = None
+        self.latched = False
+
+    def observe(self, now_ms: int, champion_losses: np.ndarray) -> Firing | None:
+        if self.last_ms is None:
+            self.last_ms = now_ms  # the clock starts with the stream
+        elapsed = now_ms - self.last_ms
+        if elapsed >= self.every_ms and not self.latched:
+            self.latched = True
+            return Firing("time", f"time: {elapsed} ms since the last training "
+                                  f"(every {self.every_ms} ms)")
+        return None
+
+    def trained(self, now_ms: int, total_trained: int) -> None:
+        self.last_ms, self.latched = now_ms, False
+
+    def new_champion(self) -> None:
+        pass
+
+
+class PerformanceTrigger:
+    """The champion's rolling log loss worse than its own reference by more than x %."""
+
+    kind: Kind = "performance"
+
+    def __init__(self, tolerance: float, window: int = 1_024, reference: int = 2_048) -> None:
+        self.tolerance, self.reference_size = tolerance, reference
+        self.rolling: deque[float] = deque(maxlen=window)
+        self._ref_sum, self._ref_n = 0.0, 0
+
+    @property
+    def reference(self) -> float | None:
+        """The champion's mean loss on its first examples (None until there are enough)."""
+        return self._ref_sum / self._ref_n if self._ref_n >= self.reference_size else None
+
+    def observe(self, now_ms: int, champion_losses: np.ndarray) -> Firing | None:
+        losses = champion_losses.tolist()
+        take = max(0, min(len(losses), self.reference_size - self._ref_n))
+        self._ref_sum += float(sum(losses[:take]))
+        self._ref_n += take
+        reference = self.reference
+        if reference is None:
+            return None
+        self.rolling.extend(losses[take:])  # the reference's examples are not judged by it
+        if len(self.rolling) < (self.rolling.maxlen or 0):
+            return None
+        rolling = sum(self.rolling) / len(self.rolling)
+        if rolling <= reference * (1.0 + self.tolerance):
+            return None
+        self.rolling.clear()  # fire again only on a whole new window
+        return Firing("performance", f"performance: champion log loss {rolling:.4f} over the "
+                                     f"last {self.rolling.maxlen} examples, "
+                                     f"{rolling / max(reference, 1e-12) - 1:+.1%} vs its "
+                                     f"reference {reference:.4f} (tolerance "
+                                     f"{self.tolerance:.0%})")
+
+    def trained(self, now_ms: int, total_trained: int) -> None:
+        pass
+
+    def new_champion(self) -> None:
+        self.rolling.clear()
+        self._ref_sum, self._ref_n = 0.0, 0
+
+
+class DriftTrigger:
+    """An upward alarm of a concept-drift detector on the champion's per-example loss."""
+
+    kind: Kind = "drift"
+
+    def __init__(self, detector: LossDriftDetector) -> None:
+        self.detector = detector
+        self.last_alarm: Any = None
+
+    def observe(self, now_ms: int, champion_losses: np.ndarray) -> Firing | None:
+        alarm = self.detector.update(champion_losses)
+        if alarm is None:
+            return None
+        self.last_alarm = alarm
+        return Firing("drift", f"drift: {alarm.reason}")
+
+    def trained(self, now_ms: int, total_trained: int) -> None:
+        pass
+
+    def new_champion(self) -> None:
+        self.detector.reset()
+
+
+class Triggers:
+    """Several triggers observed together; the firings of one batch, in configuration order.
+
+    Example:
+        >>> t = Triggers([VolumeTrigger(every_labels=3), TimeTrigger(every_ms=100)])
+        >>> t.observe(0, np.zeros(2)), [f.kind for f in t.observe(150, np.zeros(2))]
+        ((), ['volume', 'time'])
+        >>> t.trained(150, 4); t.observe(160, np.zeros(1))
+        ()
+    """
+
+    def __init__(self, triggers: Sequence[Trigger]) -> None:
+        self.triggers = list(triggers)
+
+    @classmethod
+    def from_config(cls, cfg: TriggerConfig | Mapping[str, Any] | None = None) -> Triggers:
+        """The triggers a ``TriggerConfig`` (or a mapping of its fields) switches on.
+
+        Unknown keys of a mapping are ignored, so ``TriggerSettings.model_dump()`` may carry
+        the trainer's own fields too.
+        """
+        if cfg is None:
+            cfg = TriggerConfig()
+        elif not isinstance(cfg, TriggerConfig):
+            names = {f.name for f in fields(TriggerConfig)}
+            cfg = TriggerConfig(**{k: v for k, v in cfg.items() if k in names})
+        out: list[Trigger] = []
+        if cfg.volume_every_labels or cfg.volume_growth:
+            out.append(VolumeTrigger(cfg.volume_every_labels, cfg.volume_growth,
+                                     cfg.volume_min_labels))
+        if cfg.time_every_ms:
+            out.append(TimeTrigger(cfg.time_every_ms))
+        if cfg.performance_tolerance:
+            out.append(PerformanceTrigger(cfg.performance_tolerance, cfg.performance_window,
+                                          cfg.performance_reference))
+        if cfg.drift_detector != "none":
+            out.append(DriftTrigger(LossDriftDetector(
+                cfg.drift_detector, adwin_delta=cfg.adwin_delta, ph_delta=cfg.ph_delta,
+                ph_threshold=cfg.ph_threshold, min_examples=cfg.drift_min_examples,
+            )))
+        return cls(out)
+
+    @property
+    def kinds(self) -> tuple[Kind, ...]:
+        """The kinds configured."""
+        return tuple(t.kind for t in self.triggers)
+
+    def observe(self, now_ms: int, champion_losses: np.ndarray) -> tuple[Firing, ...]:
+        """Every trigger looks at the batch (none is skipped: detectors must see every loss)."""
+        losses = np.asarray(champion_losses, dtype=np.float64).reshape(-1)
+        fired = [t.observe(now_ms, losses) for t in self.triggers]
+        return tuple(f for f in fired if f is not None)
+
+    def trained(self, now_ms: int, total_trained: int) -> None:
+        """Counters restart after a training."""
+        for t in self.triggers:
+            t.trained(now_ms, total_trained)
+
+    def new_champion(self) -> None:
+        """What depends on the champion restarts (performance reference, drift detector)."""
+        for t in self.triggers:
+            t.new_champion()
+
+
+class TriggeredPolicy:
+    """A champion replica that learns its buffered examples only when a trigger fires.
+
+    See the module docstring for the rules; ``process`` and ``on_new_champion`` are the
+    ``TrainingPolicy`` protocol, ``StepResult.fired/retrained/gate_due`` what the loop reads.
+    """
+
+    def __init__(
+        self,
+        champion: Model,
+        triggers: Triggers | None = None,
+        *,
+        challenger: Model | None = None,
+        min_evidence: int = 1_024,
+        buffer_max: int = 50_000,
+        per_user_cap: int | None = None,
+        epochs: int = 1,
+        batch_size: int = 512,
+        seed: int = 0,
+    ) -> None:
+        """Start from ``champion.clone()`` (or a challenger restored after a restart).
+
+        Args:
+            champion: The current champion.
+            triggers: What makes the challenger learn; None: ``Triggers.from_config()``
+                (volume every 10,000 labels, performance +10 %, ADWIN drift).
+            challenger: A challenger persisted before a restart; None: a fresh replica.
+            min_evidence: Examples scored after a training before the gate is due (use the
+                gate's ``min_examples``).
+            buffer_max: Examples kept for the next training at most (oldest dropped).
+            per_user_cap: Poisoning guard applied before examples enter the buffer.
+            epochs: Passes over the buffer per training.
+            batch_size: Mini-batch size of those passes.
+            seed: Seeds the shuffles of the passes.
+
+        Raises:
+            ValueError: A size < 1.
+        """
+        if min(min_evidence, buffer_max, epochs, batch_size) < 1:
+            raise ValueError("min_evidence, buffer_max, epochs and batch_size must be >= 1")
+        self.triggers = Triggers.from_config() if triggers is None else triggers
+        self._challenger = champion.clone() if challenger is None else challenger
+        self.min_evidence, self.per_user_cap = min_evidence, per_user_cap
+        self.epochs, self.batch_size, self.seed = epochs, batch_size, seed
+        self.buffer: deque[Labeled] = deque(maxlen=buffer_max)
+        self.held: list[Firing] = []
+        self.counts: dict[Kind, int] = dict.fromkeys(KINDS, 0)
+        self.trainings = 0
+        self.total_trained = 0
+        self.dropped = 0
+        self.evidence: int | None = None  # examples scored since the last training, if awaited
+
+    @property
+    def mode(self) -> Mode:
+        """``"stateful"``: the challenger is a fine-tuned replica of the champion."""
+        return "stateful"
+
+    @property
+    def challenger(self) -> Model:
+        """The challenger (changes only when a trigger fires)."""
+        return self._challenger
+
+    @property
+    def awaiting_evidence(self) -> bool:
+        """True between a training and the batch that makes the gate due."""
+        return self.evidence is not None
+
+    def process(self, champion: Model, batch: Sequence[Labeled], now_ms: int) -> StepResult:
+        """Score the batch, buffer it, let the triggers observe it, train if one fired."""
+        tested = score_both(champion, self._challenger, batch)
+        kept, n_capped = cap_per_user(batch, self.per_user_cap)
+        overflow = len(self.buffer) + len(kept) - (self.buffer.maxlen or 0)
+        self.dropped += max(0, overflow)
+        self.buffer.extend(kept)
+        fired = self.triggers.observe(now_ms, tested.champion_losses)
+        for firing in fired:
+            self.counts[firing.kind] += 1
+        self.held.extend(fired)
+        gate_due = False
+        if self.evidence is not None:
+            self.evidence += tested.n
+            if self.evidence >= self.min_evidence:
+                gate_due, self.evidence = True, None
+        train_loss, n_trained = 0.0, 0
+        if self.held and self.evidence is None and not gate_due and self.buffer:
+            n_trained = len(self.buffer)
+            train_loss = self.train(now_ms)
+        return replace(tested, train_loss=train_loss, n_trained=n_trained, n_capped=n_capped,
+                       retrained=n_trained > 0, fired=fired, gate_due=gate_due)
+
+    def train(self, now_ms: int) -> float:
+        """The challenger learns the buffer; evidence gathering starts.
+
+        Returns:
+            The mean training loss of the last pass.
+        """
+        examples = list(self.buffer)
+        loss = train_from_scratch(self._challenger, examples, batch_size=self.batch_size,
+                                  epochs=self.epochs, seed=self.seed + self.trainings)
+        self.buffer.clear()
+        self.held.clear()
+        self.trainings += 1
+        self.total_trained += len(examples)
+        self.triggers.trained(now_ms, self.total_trained)
+        self.evidence = 0
+        return loss
+
+    def on_new_champion(self, model: Model) -> None:
+        """The next challenger is a replica of ``model``; the buffer is kept."""
+        self._challenger = model.clone()
+        self.evidence = None
+        self.triggers.new_champion()
+
+    def state(self) -> dict[str, Any]:
+        """The counters a restart resumes (JSON-ready; detector internals are not kept)."""
+        return {
+            "held": [asdict(f) for f in self.held], "counts": dict(self.counts),
+            "trainings": self.trainings, "total_trained": self.total_trained,
+            "dropped": self.dropped, "evidence": self.evidence,
+        }
+
+    def load_state(self, state: Mapping[str, Any]) -> None:
+        """Inverse of ``state`` (missing keys keep their defaults)."""
+        self.held = [Firing(f["kind"], f["reason"]) for f in state.get("held", [])]
+        self.counts.update({k: int(v) for k, v in state.get("counts", {}).items()
+                            if k in self.counts})
+        self.trainings = int(state.get("trainings", 0))
+        self.total_trained = int(state.get("total_trained", 0))
+        self.dropped = int(state.get("dropped", 0))
+        evidence = state.get("evidence")
+        self.evidence = None if evidence is None else int(evidence)
+        for trigger in self.triggers.triggers:  # the growth trigger's base; clocks restart
+            if isinstance(trigger, VolumeTrigger):
+                trigger.total_trained = self.total_trained
