@@ -12,9 +12,7 @@ live server, and renders the dashboard's key panels.
 from __future__ import annotations
 
 import shutil
-import signal
 import subprocess
-import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -24,12 +22,12 @@ from typing import Any
 
 import httpx
 import pytest
-import yaml
 
 from models.registry import ModelRecord
 from services import ops_render
+from services.ops_prometheus import JOBS, local_prometheus
 from services.registry import RedisRegistry
-from tests.integration.loop_helpers import REPO, LoopStack, World, free_port, wait_for
+from tests.integration.loop_helpers import LoopStack, World, wait_for
 
 SIGNING_KEY = "prometheus-integration-key"
 ADMIN_TOKEN = "prometheus-integration-admin"  # noqa: S105 - a test's own token
@@ -46,62 +44,19 @@ SETTINGS = {
     "STREAMLEARN_TRAINER_MAX_WAIT_MS": "300",
     "STREAMLEARN_TRAINER_CHAMPION_POLL_MS": "500",
 }
-JOBS = {"serving": "streamlearn-serving", "joiner": "streamlearn-joiner",
-        "trainer": "streamlearn-trainer"}
 REQUESTS = 10  # of 10 candidates each: 100 predictions served
 SCRAPE_S = 1
 
 
 @contextmanager
 def prometheus_server(loop: LoopStack) -> Iterator[str]:
-    """Debian's Prometheus with our scrape jobs and rules aimed at ``loop``'s ports.
-
-    Yields its base URL. The process and its temporary TSDB are gone afterwards.
-    """
-    binary = shutil.which("prometheus")
-    if binary is None:
+    """Debian's Prometheus with our scrape jobs and rules aimed at ``loop``'s ports."""
+    if shutil.which("prometheus") is None:
         pytest.fail("prometheus is not installed: run `make system-deps` (Debian's prometheus)")
-    ports = {JOBS["serving"]: loop.serving_port, JOBS["joiner"]: loop.joiner_metrics_port,
-             JOBS["trainer"]: loop.trainer_metrics_port}
-    config = yaml.safe_load((REPO / "config/prometheus/prometheus.yml").read_text())
-    config["global"].update(scrape_interval=f"{SCRAPE_S}s", evaluation_interval=f"{SCRAPE_S}s")
-    jobs = [job for job in config["scrape_configs"] if job["job_name"] in ports]
-    assert len(jobs) == len(ports), "prometheus.yml lost a streamlearn job"
-    for job in jobs:
-        job["static_configs"] = [{"targets": [f"127.0.0.1:{ports[job['job_name']]}"]}]
-    config["scrape_configs"] = jobs
-    port = free_port()
-    with tempfile.TemporaryDirectory(prefix="streamlearn-prometheus-") as tmp:
-        root = Path(tmp)
-        (root / "prometheus.yml").write_text(yaml.safe_dump(config, sort_keys=False))
-        shutil.copy(REPO / "config/prometheus/alerts.yml", root / "alerts.yml")
-        log = open(root / "prometheus.log", "wb")  # noqa: SIM115 - closed below
-        proc = subprocess.Popen(  # noqa: S603
-            [binary, f"--config.file={root / 'prometheus.yml'}",
-             f"--storage.tsdb.path={root / 'data'}", f"--web.listen-address=127.0.0.1:{port}"],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )
-        url = f"http://127.0.0.1:{port}"
-        try:
-            wait_for(lambda: proc.poll() is not None or _ready(url), 30,
-                     "Prometheus to be ready", lambda: (root / "prometheus.log").read_text())
-            assert proc.poll() is None, (root / "prometheus.log").read_text()
-            yield url
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
-            log.close()
-
-
-def _ready(url: str) -> bool:
-    try:
-        return bool(urllib.request.urlopen(f"{url}/-/ready", timeout=1).status == 200)  # noqa: S310
-    except OSError:
-        return False
+    ports = {"serving": loop.serving_port, "joiner": loop.joiner_metrics_port,
+             "trainer": loop.trainer_metrics_port}
+    with local_prometheus(ports, interval_s=SCRAPE_S) as url:
+        yield url
 
 
 def query(prom: httpx.Client, expr: str) -> list[dict[str, Any]]:
