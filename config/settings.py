@@ -177,6 +177,12 @@ class ServingSettings(_Section):
     # Small batches score faster on one intra-op thread than on several.
     torch_threads: int = Field(1, ge=1, le=64)
     access_log: bool = False
+    # Per-request Prometheus instrumentation (request count and latency, predictions, score
+    # histogram, events). Off, /metrics still shows swaps, produce errors and the buffer.
+    request_metrics: bool = True
+    # uvicorn's event loop and HTTP parser; "auto" takes uvloop/httptools when installed.
+    loop: Literal["auto", "asyncio", "uvloop"] = "auto"
+    http: Literal["auto", "h11", "httptools"] = "auto"
 
 
 class JoinerSettings(_Section):
@@ -212,7 +218,8 @@ class TrainerSettings(_Section):
 
     section: ClassVar[str] = "trainer"
 
-    mode: Literal["stateful", "stateless"] = "stateful"
+    # triggered: fine-tune and ask the gate only when a trigger fires (TriggerSettings).
+    mode: Literal["stateful", "stateless", "triggered"] = "stateful"
     model: Literal["fm", "logreg", "deepfm", "river_logreg", "river_hoeffding"] = "fm"
     batch_size: int = Field(512, ge=1)
     max_wait_ms: int = Field(5_000, gt=0)
@@ -237,6 +244,51 @@ class TrainerSettings(_Section):
     champion_poll_ms: int = Field(1_000, ge=50)
     lock_ttl_ms: int = Field(15_000, ge=1_000)
     log_interval_s: float = Field(10.0, gt=0)
+
+
+class TriggerSettings(_Section):
+    """Retraining triggers of ``trainer.mode: triggered`` (``models.triggers.TriggerConfig``:
+    same field names; 0 or "none" switches a trigger off)."""
+
+    section: ClassVar[str] = "triggers"
+
+    volume_every_labels: int = Field(10_000, ge=0)
+    volume_growth: float = Field(0.0, ge=0.0)
+    volume_min_labels: int = Field(1_000, ge=0)
+    time_every_ms: int = Field(0, ge=0)
+    performance_tolerance: float = Field(0.10, ge=0.0)
+    performance_window: int = Field(1_024, ge=1)
+    performance_reference: int = Field(2_048, ge=1)
+    drift_detector: Literal["adwin", "page_hinkley", "none"] = "adwin"
+    adwin_delta: float = Field(0.002, gt=0.0, lt=1.0)
+    ph_delta: float = Field(0.005, ge=0.0)
+    ph_threshold: float = Field(50.0, gt=0.0)
+    drift_min_examples: int = Field(30, ge=1)
+    # The policy around them: examples kept for the next training, passes over them.
+    buffer_max: int = Field(50_000, ge=1)
+    epochs: int = Field(1, ge=1)
+
+
+class DriftSettings(_Section):
+    """What the trainer monitors for drift besides the loss (``models.drift``): features
+    against a reference window, served scores, and quality by slice."""
+
+    section: ClassVar[str] = "drift"
+
+    # Only these features get a series (a bounded ``feature`` label); {} switches it off.
+    features: dict[str, Literal["categorical", "numeric"]] = Field(default_factory=dict)
+    reference_size: int = Field(5_000, ge=1)
+    window: int = Field(5_000, ge=1)
+    bins: int = Field(10, ge=2, le=100)
+    max_categories: int = Field(20, ge=1, le=200)
+    psi_alarm: float = Field(0.25, gt=0.0)
+    # Concept drift on the champion's loss, in every mode (triggered mode alarms through its
+    # drift trigger instead): adwin, page_hinkley or none.
+    loss_detector: Literal["adwin", "page_hinkley", "none"] = "adwin"
+    score_drift: bool = True
+    slice_feature: str = ""  # "" = no slices
+    max_slices: int = Field(8, ge=2, le=50)
+    slice_window: int = Field(5_000, ge=1)
 
 
 class GateSettings(_Section):
@@ -291,7 +343,7 @@ def describe_error(cls: type[_Section], err: ValidationError) -> str:
         ...     TrainerSettings(mode="sometimes")
         ... except ValidationError as e:
         ...     print(describe_error(TrainerSettings, e))
-        invalid trainer setting 'mode' (env STREAMLEARN_TRAINER_MODE): Input should be 'stateful' or 'stateless', got 'sometimes'
+        invalid trainer setting 'mode' (env STREAMLEARN_TRAINER_MODE): Input should be 'stateful', 'stateless' or 'triggered', got 'sometimes'
     """  # noqa: E501
     lines = []
     for item in err.errors():

@@ -4,7 +4,9 @@ One loop, one thread::
 
     consume examples (read_committed) → decode (bad ones → DLQ) → MicroBatcher
       → SeenIds (drop redelivered prediction_ids) → policy.process (test-then-train)
-      → Evaluation → every gate_every_examples: models.gate.decide → registry
+      → DriftWatch (feature/score/slice/loss drift metrics, ``services.trainer_drift``)
+      → Evaluation → every gate_every_examples (triggered mode: when the policy says the
+        gate is due, ``models.triggers``): models.gate.decide → registry
       → every checkpoint_interval_ms: Checkpoint to Redis, *then* commit offsets to Kafka
 
 The checkpoint is the batch outcome made durable; a restart resumes from its offsets with its
@@ -33,7 +35,14 @@ from confluent_kafka import (
 )
 from rich.console import Console
 
-from config.settings import GateSettings, KafkaSettings, SchemaSettings, TrainerSettings
+from config.settings import (
+    DriftSettings,
+    GateSettings,
+    KafkaSettings,
+    SchemaSettings,
+    TrainerSettings,
+    TriggerSettings,
+)
 from models.base import Model, load_model
 from models.errors import ArtifactError, BatchError, ChampionChangedError, VersionExistsError
 from models.factory import build_model
@@ -41,10 +50,12 @@ from models.gate import GateConfig, GateDecision, PairedLosses, decide
 from models.metrics import auc
 from models.microbatch import MicroBatcher, SeenIds
 from models.policies import StatefulPolicy, StatelessPolicy, TrainingPolicy
-from models.registry import Mode, ModelRecord
+from models.registry import Lineage, Mode, ModelRecord
 from models.replay import Reservoir
 from models.training import Evaluation, StepResult
+from models.triggers import TriggeredPolicy, Triggers
 from services.registry import RedisRegistry
+from services.trainer_drift import DriftWatch
 from services.trainer_metrics import TrainerMetrics
 from services.trainer_state import Checkpoint, OffsetLedger, Totals, window_of
 from services.trainer_store import StateStore
@@ -78,9 +89,21 @@ def model_hyperparams(cfg: TrainerSettings) -> dict[str, Any]:
 
 
 def build_policy(
-    mode: str, champion: Model, cfg: TrainerSettings, challenger: Model | None = None
+    mode: str, champion: Model, cfg: TrainerSettings, challenger: Model | None = None,
+    triggers: TriggerSettings | None = None, min_evidence: int = 1_024,
 ) -> TrainingPolicy:
-    """The configured ``StatefulPolicy`` or ``StatelessPolicy``."""
+    """The configured ``StatefulPolicy``, ``StatelessPolicy`` or ``TriggeredPolicy``.
+
+    ``triggers`` (default ``TriggerSettings()``) and ``min_evidence`` (the gate's
+    ``min_examples``) are for triggered mode only.
+    """
+    if mode == "triggered":
+        t = triggers or TriggerSettings()
+        return TriggeredPolicy(
+            champion, Triggers.from_config(t.model_dump()), challenger=challenger,
+            min_evidence=min_evidence, buffer_max=t.buffer_max, per_user_cap=cfg.per_user_cap,
+            epochs=t.epochs, batch_size=cfg.batch_size, seed=cfg.seed,
+        )
     if mode == "stateful":
         return StatefulPolicy(
             champion, challenger=challenger, per_user_cap=cfg.per_user_cap,
@@ -115,8 +138,11 @@ class Trainer:
         metrics: TrainerMetrics | None = None,
         console: Console | None = None,
         clock: Callable[[], float] = time.time,
+        triggers: TriggerSettings | None = None,
+        drift: DriftSettings | None = None,
     ) -> None:
         self.kafka, self.cfg, self.gate = kafka, cfg, gate_config(gate)
+        self.triggers = triggers or TriggerSettings()
         self.bounds = TimeBounds(schema.max_past_ms, schema.max_future_ms)
         self.registry, self.store = registry, store
         self.metrics = metrics or TrainerMetrics()
@@ -143,7 +169,12 @@ class Trainer:
         self.champion_version = ""
         self.champion: Model
         self.policy: TrainingPolicy
-        self.mode: Literal["stateful", "stateless"] = cfg.mode
+        self.mode: Literal["stateful", "stateless", "triggered"] = cfg.mode
+        # In triggered mode with a drift trigger, the trigger's detector is the loss alarm.
+        own_detector = not (self.mode == "triggered" and self.triggers.drift_detector != "none")
+        self.drift = DriftWatch(drift or DriftSettings(), self.metrics, self.console,
+                                loss_detector=own_detector)
+        self._trained_lineage: Lineage | None = None  # triggered: as of the last training
         self.last_decision: GateDecision | None = None
         self._dirty = False
         self._last_checkpoint = self._last_poll = self._last_log = time.monotonic()
@@ -207,14 +238,18 @@ class Trainer:
             else:
                 self.since_gate = 0
                 self.ledger.reset_lineage()
-        self.policy = build_policy(self.mode, self.champion, self.cfg, challenger)
+        self.policy = build_policy(self.mode, self.champion, self.cfg, challenger,
+                                   self.triggers, self.gate.min_examples)
         if cp is not None and cp.mode == self.mode:
             self._restore_memory(cp)
         self.metrics.restored_examples.set(self.totals.trained)
         self.metrics.durable_examples.set(self.totals.trained)
 
     def _restore_memory(self, cp: Checkpoint) -> None:
-        if isinstance(self.policy, StatelessPolicy):
+        if isinstance(self.policy, TriggeredPolicy):
+            self.policy.buffer.extend(cp.memory)
+            self.policy.load_state(cp.policy_state)
+        elif isinstance(self.policy, StatelessPolicy):
             self.policy.window.extend(cp.memory)
         elif isinstance(self.policy, StatefulPolicy) and self.policy.reservoir is not None:
             # Reseeded by how much it saw: a restart draws differently but stays reproducible.
@@ -297,9 +332,12 @@ class Trainer:
         for r in batch:  # duplicates and refused examples are done with too
             self.ledger.consumed(r.partition, r.offset, trained=id(r) in fresh_ids)
         self._account(result, len(fresh), n_dup)
+        self.drift.observe([r.example for r in fresh], result)
+        if isinstance(self.policy, TriggeredPolicy):
+            self._account_triggers(result, self.policy)
         if len(self.sanity) < self.cfg.sanity_size:
             self.sanity.extend(r.example for r in fresh[: self.cfg.sanity_size - len(self.sanity)])
-        self._maybe_gate()
+        self._maybe_gate(result)
 
     def _drop_unlearnable(self, fresh: list[Received]) -> list[Received]:
         """Route to the DLQ the examples a model refuses to encode (the decoder already
@@ -333,10 +371,29 @@ class Trainer:
             m.train_loss.set(result.train_loss)
         self._dirty = True
 
+    def _account_triggers(self, result: StepResult, policy: TriggeredPolicy) -> None:
+        for firing in result.fired:
+            self.metrics.trigger_firings[firing.kind].inc()
+            self.console.print(f"[magenta]trigger[/] {firing.kind}: {firing.reason}")
+            if firing.kind == "drift" and self.triggers.drift_detector != "none":
+                self.drift.alarm(self.triggers.drift_detector, firing.reason)
+        if policy.held and result.fired and not result.retrained:
+            self.console.print(f"  held until the gate has judged the last training "
+                               f"({len(policy.buffer)} examples buffered)")
+        if result.retrained:
+            self.metrics.trigger_trainings.inc()
+            self._trained_lineage = self.ledger.lineage(self.kafka.examples_topic)
+            self.console.print(f"  challenger learnt {result.n_trained} buffered examples; the "
+                               f"gate asks after {policy.min_evidence} fresh ones")
+        self.metrics.trigger_buffer.set(len(policy.buffer))
+
     # -- the gate --------------------------------------------------------------------------
 
-    def _maybe_gate(self) -> None:
-        if self.since_gate < self.cfg.gate_every_examples or not self.evaluation.n:
+    def _maybe_gate(self, result: StepResult) -> None:
+        if self.mode == "triggered":
+            if not result.gate_due or not self.evaluation.n:
+                return
+        elif self.since_gate < self.cfg.gate_every_examples or not self.evaluation.n:
             return
         self.since_gate = 0
         fresh = self.evaluation.paired()
@@ -352,8 +409,9 @@ class Trainer:
         challenger = self.policy.challenger
         # A rejection records its decision with the status change (``reject``); recording it
         # at registration too listed it twice in the registry's decisions.
-        record = self._register(challenger, self.champion_version, self.mode,
-                                decision if decision.outcome == "promote" else None)
+        record = self._register(challenger, self.champion_version, self.policy.mode,
+                                decision if decision.outcome == "promote" else None,
+                                self._trained_lineage if self.mode == "triggered" else None)
         if decision.outcome == "promote":
             try:
                 self.registry.promote(record.version, decision.reason,
@@ -380,13 +438,16 @@ class Trainer:
         )
 
     def _register(self, model: Model, parent: str | None, mode: Mode,
-                  decision: GateDecision | None) -> ModelRecord:
+                  decision: GateDecision | None, lineage: Lineage | None = None) -> ModelRecord:
+        """Put ``model`` in the registry; ``lineage`` defaults to what the ledger says the
+        challenger learnt (triggered mode passes it as of its last training: the examples
+        scored since are evidence, not training data)."""
         blob = model.save()
         for _ in range(10):
             version = self.registry.next_version(parent, mode)
             record = ModelRecord.for_model(
-                model, blob, version=version, parent=parent, mode=mode,
-                created_at=self.now_ms(), lineage=self.ledger.lineage(self.kafka.examples_topic),
+                model, blob, version=version, parent=parent, mode=mode, created_at=self.now_ms(),
+                lineage=lineage or self.ledger.lineage(self.kafka.examples_topic),
             )
             try:
                 self.registry.put(record, blob)
@@ -400,6 +461,7 @@ class Trainer:
     def _switch_champion(self, version: str, model: Model) -> None:
         self.champion_version, self.champion = version, model
         self.policy.on_new_champion(model)
+        self.drift.new_champion()
         self.metrics.champion.info({"version": version})
         self.metrics.forget_versions(version)
         self._new_challenger()
@@ -407,6 +469,7 @@ class Trainer:
     def _new_challenger(self) -> None:
         self.evaluation.reset()
         self.ledger.reset_lineage()
+        self._trained_lineage = None
         self.since_gate = 0
         self._dirty = True
 
@@ -469,6 +532,8 @@ class Trainer:
             seen=self.seen.to_state(), totals=self.totals, since_gate=self.since_gate,
             evaluation=window_of(self.evaluation), sanity=self.sanity, memory=memory,
             memory_seen=memory_seen, saved_at=self.now_ms(),
+            policy_state=(self.policy.state() if isinstance(self.policy, TriggeredPolicy)
+                          else {}),
         ))
         offsets = [TopicPartition(self.kafka.examples_topic, p, o)
                    for p, o in sorted(self.ledger.next_offsets.items())]
@@ -485,6 +550,8 @@ class Trainer:
         self._update_lag()
 
     def _memory(self) -> tuple[list[Example], int]:
+        if isinstance(self.policy, TriggeredPolicy):
+            return [cast(Example, e) for e in self.policy.buffer], 0
         if isinstance(self.policy, StatelessPolicy):
             return [cast(Example, e) for e in self.policy.window], 0
         if isinstance(self.policy, StatefulPolicy) and self.policy.reservoir is not None:

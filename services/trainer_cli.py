@@ -1,4 +1,4 @@
-"""`streamlearn train [--mode stateful|stateless]` and `streamlearn retrain --from-scratch`.
+"""`streamlearn train [--mode stateful|stateless|triggered]`, `streamlearn retrain --from-scratch`.
 
 ``train`` runs the micro-batch trainer (``services.trainer``) until SIGTERM or Ctrl-C, then
 trains what it holds, checkpoints and exits 0. ``retrain --from-scratch`` is the manual
@@ -21,12 +21,14 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 
 from config.settings import (
+    DriftSettings,
     GateSettings,
     KafkaSettings,
     RedisSettings,
     RegistrySettings,
     SchemaSettings,
     TrainerSettings,
+    TriggerSettings,
     load,
 )
 
@@ -38,8 +40,9 @@ console = Console(highlight=False)
 
 def add_train_arguments(train: argparse.ArgumentParser, retrain: argparse.ArgumentParser) -> None:
     """The options of ``train`` and ``retrain``."""
-    train.add_argument("--mode", choices=("stateful", "stateless"),
-                       help="override trainer.mode (default from config: stateful)")
+    train.add_argument("--mode", choices=("stateful", "stateless", "triggered"),
+                       help="override trainer.mode (default from config: stateful); triggered "
+                            "trains and asks the gate only when a trigger fires (triggers:)")
     train.add_argument("--metrics-port", type=int, help="Prometheus port (0 = none)")
     retrain.add_argument("--from-scratch", action="store_true", required=True,
                          help="train a fresh model (the only retrain there is, for now)")
@@ -73,7 +76,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     if cfg.metrics_port:
         start_http_server(cfg.metrics_port, addr="127.0.0.1", registry=metrics.registry)
     trainer = Trainer(load(KafkaSettings), cfg, load(GateSettings), load(SchemaSettings),
-                      registry, store, metrics, console)
+                      registry, store, metrics, console, triggers=load(TriggerSettings),
+                      drift=load(DriftSettings))
     stopping: list[int] = []
 
     def stop(signum: int, _frame: object) -> None:

@@ -1,8 +1,11 @@
-"""Every Prometheus object of the trainer process (names ``streamlearn_trainer_<what>_<unit>``).
+"""Every Prometheus object of the trainer process (names ``streamlearn_trainer_<what>_<unit>``;
+the drift monitors it runs export ``streamlearn_drift_<what>``).
 
 Label values are bounded: example outcomes, gate outcomes and rules (the gate's fixed rule
 names), the two arms, partition numbers, and model versions — only the current champion's and
 challenger's parent's are kept; older version labels are removed when the champion changes.
+Trigger kinds and drift detectors are fixed lists; ``feature`` takes only the features
+configured in ``drift.features`` and slice values at most ``drift.max_slices``.
 """
 
 from __future__ import annotations
@@ -16,6 +19,9 @@ GATE_RULES = (
     "not_significant",
 )
 ARMS = ("champion", "challenger")
+TRIGGER_KINDS = ("volume", "time", "performance", "drift")
+# Loss detectors (models.drift.DETECTORS), then the PSI alarms of features and served scores.
+DRIFT_DETECTORS = ("adwin", "page_hinkley", "feature_psi", "score_psi")
 
 
 class TrainerMetrics:
@@ -94,6 +100,63 @@ class TrainerMetrics:
         )
         self.dlq = {reason: dlq.labels(reason=reason) for reason in ("schema", "batch")}
         self._versions: set[str] = set()
+        self._drift_and_triggers(r)
+
+    def _drift_and_triggers(self, r: CollectorRegistry) -> None:
+        firings = Counter(
+            "streamlearn_trainer_trigger_firings", "Retraining trigger firings by kind",
+            ["kind"], registry=r,
+        )
+        self.trigger_firings = {k: firings.labels(kind=k) for k in TRIGGER_KINDS}
+        self.trigger_trainings = Counter(
+            "streamlearn_trainer_trigger_trainings",
+            "Trainings of the challenger on its buffer after a firing (triggered mode)",
+            registry=r,
+        )
+        self.trigger_buffer = Gauge(
+            "streamlearn_trainer_trigger_buffer_examples",
+            "Examples waiting for the next training (triggered mode)", registry=r,
+        )
+        alarms = Counter(
+            "streamlearn_drift_alarms", "Drift alarms by detector (loss detectors: a rise of "
+            "the champion's loss; *_psi: PSI crossed drift.psi_alarm)", ["detector"],
+            registry=r,
+        )
+        self.drift_alarms = {d: alarms.labels(detector=d) for d in DRIFT_DETECTORS}
+        self.feature_score = Gauge(
+            "streamlearn_drift_feature_score",
+            "Population stability index of a feature, current window vs reference window",
+            ["feature"], registry=r,
+        )
+        self.feature_ks = Gauge(
+            "streamlearn_drift_feature_ks_statistic",
+            "Kolmogorov-Smirnov statistic of a numeric feature, current vs reference window",
+            ["feature"], registry=r,
+        )
+        self.score_psi = Gauge(
+            "streamlearn_drift_prediction_score_psi",
+            "Population stability index of the served scores, current vs reference window",
+            registry=r,
+        )
+        self.score_ks = Gauge(
+            "streamlearn_drift_prediction_score_ks_statistic",
+            "Kolmogorov-Smirnov statistic of the served scores, current vs reference window",
+            registry=r,
+        )
+        self.slice_logloss = Gauge(
+            "streamlearn_trainer_slice_logloss",
+            "Champion log loss over a slice's recent labelled examples",
+            ["feature", "value"], registry=r,
+        )
+        self.slice_ctr = Gauge(
+            "streamlearn_trainer_slice_ctr", "Observed CTR over a slice's recent examples",
+            ["feature", "value"], registry=r,
+        )
+        self.slice_predicted_ctr = Gauge(
+            "streamlearn_trainer_slice_predicted_ctr",
+            "Champion's mean predicted CTR over a slice's recent examples",
+            ["feature", "value"], registry=r,
+        )
 
     def decision(self, outcome: str, rule: str) -> None:
         """Count one gate decision (an unknown rule name is counted as ``not_significant``)."""

@@ -120,8 +120,8 @@ class Checkpoint:
     """Everything a restarted trainer resumes from (see the module docstring).
 
     Attributes:
-        mode: ``stateful`` or ``stateless``: a restart in another mode keeps only offsets,
-            dedup ids and totals.
+        mode: ``stateful``, ``stateless`` or ``triggered``: a restart in another mode keeps
+            only offsets, dedup ids and totals.
         champion: The champion version the challenger was compared with (its parent).
         challenger: The challenger's ``save()`` bytes.
         ledger: Offsets and lineage.
@@ -133,6 +133,8 @@ class Checkpoint:
         memory: Stateless window or replay reservoir contents (examples).
         memory_seen: How many examples the replay reservoir had been offered.
         saved_at: Epoch ms of the write.
+        policy_state: The policy's own counters (triggered mode: ``TriggeredPolicy.state``;
+            its buffer is ``memory``). Absent from states written before it existed: {}.
     """
 
     mode: str
@@ -147,6 +149,7 @@ class Checkpoint:
     memory: list[Example] = field(default_factory=list)
     memory_seen: int = 0
     saved_at: int = 0
+    policy_state: dict[str, Any] = field(default_factory=dict)
 
     def to_fields(self) -> dict[str, bytes]:
         """The fields of the Redis hash (binary values, written together)."""
@@ -159,6 +162,7 @@ class Checkpoint:
             "since_gate": self.since_gate,
             "memory_seen": self.memory_seen,
             "saved_at": self.saved_at,
+            "policy_state": self.policy_state,
         }
         return {
             "meta": orjson.dumps(meta),
@@ -195,6 +199,7 @@ class Checkpoint:
                 memory=decode_examples(get["memory"]),
                 memory_seen=int(meta["memory_seen"]),
                 saved_at=int(meta["saved_at"]),
+                policy_state=dict(meta.get("policy_state") or {}),
             )
         except StateError:
             raise

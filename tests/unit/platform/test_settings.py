@@ -63,7 +63,7 @@ def test_missing_user_yaml_is_a_clear_error(
     [
         (TrainerSettings, "STREAMLEARN_TRAINER_MODE", "sometimes",
          "invalid trainer setting 'mode' (env STREAMLEARN_TRAINER_MODE): "
-         "Input should be 'stateful' or 'stateless', got 'sometimes'"),
+         "Input should be 'stateful', 'stateless' or 'triggered', got 'sometimes'"),
         (JoinerSettings, "STREAMLEARN_JOINER_POLICY", "maybe",
          "Input should be 'impression_required' or 'all_served'"),
         (KafkaSettings, "STREAMLEARN_KAFKA_PARTITIONS", "0",

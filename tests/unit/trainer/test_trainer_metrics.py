@@ -35,4 +35,5 @@ def test_every_trainer_metric_follows_the_naming_rule() -> None:
     text = generate_latest(TrainerMetrics().registry).decode()
     names = {line.split()[2] for line in text.splitlines() if line.startswith("# TYPE")}
     ours = {n for n in names if not n.startswith("process_")}
-    assert ours and all(n.startswith("streamlearn_trainer_") for n in ours)
+    assert ours and all(n.startswith(("streamlearn_trainer_", "streamlearn_drift_"))
+                        for n in ours)

@@ -6,11 +6,12 @@ import numpy as np
 import pytest
 
 from bench.trainer_stream import labeled_stream
-from config.settings import GateSettings, TrainerSettings
+from config.settings import GateSettings, TrainerSettings, TriggerSettings
 from models import build_model, load_model
 from models.microbatch import SeenIds
 from models.policies import StatefulPolicy, StatelessPolicy
 from models.training import Evaluation, StepResult
+from models.triggers import TriggeredPolicy
 from services.trainer import build_policy, gate_config, model_hyperparams
 from services.trainer_state import (
     Checkpoint,
@@ -123,3 +124,28 @@ def test_policies_and_gate_are_built_from_settings() -> None:
     assert isinstance(stateless, StatelessPolicy)
     assert stateless.retrain_every_examples is None and stateless.retrain_every_ms == 1_000
     assert gate_config(GateSettings(min_examples=7)).min_examples == 7
+
+
+def test_triggered_policy_is_built_from_trigger_settings() -> None:
+    cfg = TrainerSettings(model="logreg", hash_bits=8, per_user_cap=4, batch_size=64)
+    champion = build_model("logreg", **model_hyperparams(cfg))
+    triggers = TriggerSettings(volume_every_labels=0, time_every_ms=60_000,
+                               drift_detector="page_hinkley", buffer_max=123, epochs=3)
+    policy = build_policy("triggered", champion, cfg, triggers=triggers, min_evidence=77)
+    assert isinstance(policy, TriggeredPolicy) and policy.mode == "stateful"
+    assert policy.triggers.kinds == ("time", "performance", "drift")
+    assert (policy.min_evidence, policy.buffer.maxlen, policy.epochs, policy.per_user_cap,
+            policy.batch_size) == (77, 123, 3, 4, 64)
+
+
+def test_a_checkpoint_keeps_the_policy_state_and_reads_states_written_without_it() -> None:
+    state = {"held": [{"kind": "drift", "reason": "r"}], "counts": {"drift": 2},
+             "trainings": 1, "total_trained": 900, "dropped": 0, "evidence": 300}
+    cp = Checkpoint(mode="triggered", champion="ctr-v1.0", challenger=b"x",
+                    ledger=OffsetLedger(), seen=[], policy_state=state)
+    assert Checkpoint.from_fields(cp.to_fields()).policy_state == state
+    fields = Checkpoint(mode="stateful", champion="ctr-v1.0", challenger=b"x",
+                        ledger=OffsetLedger(), seen=[]).to_fields()
+    fields["meta"] = fields["meta"].replace(b',"policy_state":{}', b"")
+    assert b"policy_state" not in fields["meta"]
+    assert Checkpoint.from_fields(fields).policy_state == {}
