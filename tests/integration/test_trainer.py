@@ -26,13 +26,15 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 
 from bench.trainer_stream import BASE_RATE, labeled_stream
 from config.settings import (
+    DriftSettings,
     GateSettings,
     KafkaSettings,
     RegistrySettings,
     SchemaSettings,
     TrainerSettings,
+    TriggerSettings,
 )
-from models import build_model
+from models import Model, build_model
 from models.policies import train_from_scratch
 from models.registry import ModelRecord
 from services.registry import RedisRegistry
@@ -47,12 +49,12 @@ SMALL = {"model": "logreg", "hash_bits": 12}
 
 
 def stream_of(n: int, seed: int, prefix: str = "", world_seed: int | None = None,
-              ) -> list[Example]:
+              favourite_rate: float = 0.3) -> list[Example]:
     """Labels after a fixed delay, so label order is prediction order and every part of the
     stream has the same click rate; a CTR near the cold-start prior (0.05), so a learning
     challenger's prequential mean stays calibrated enough for the gate's calibration rule."""
     rates = {k: v / 2 for k, v in BASE_RATE.items()}
-    return labeled_stream(n, seed, users=20, favourite_rate=0.3, base_rate=rates,
+    return labeled_stream(n, seed, users=20, favourite_rate=favourite_rate, base_rate=rates,
                           click_delay_ms=1_000, window_ms=1_000, prefix=prefix,
                           world_seed=world_seed)
 
@@ -111,7 +113,9 @@ def wait_for(condition: Callable[[], Any], timeout_s: float, what: str) -> Any:
     raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
 
 
-def in_process(kafka: KafkaSettings, registry: RedisRegistry, **overrides: Any) -> Trainer:
+def in_process(kafka: KafkaSettings, registry: RedisRegistry, *,
+               triggers: TriggerSettings | None = None, drift: DriftSettings | None = None,
+               **overrides: Any) -> Trainer:
     group = f"test-trainer-{uuid.uuid4().hex[:8]}"
     cfg = TrainerSettings(**{
         **SMALL, "group_id": group, "batch_size": 500, "max_wait_ms": 200,
@@ -120,7 +124,7 @@ def in_process(kafka: KafkaSettings, registry: RedisRegistry, **overrides: Any) 
     })
     gate = GateSettings(min_examples=1_000, auc_floor=0.55)
     trainer = Trainer(kafka, cfg, gate, SchemaSettings(), registry, store_of(registry, group),
-                      TrainerMetrics())
+                      TrainerMetrics(), triggers=triggers, drift=drift)
     trainer.start()
     return trainer
 
@@ -429,3 +433,94 @@ def wait_until(trainer: Trainer, done: Callable[[], bool], timeout_s: float = 60
     while not done():
         assert time.monotonic() < deadline, "trainer did not get there in time"
         trainer.poll_once()
+
+
+# -- triggered mode (issue 7) ---------------------------------------------------------------
+
+
+def register_champion(registry: RedisRegistry, history: list[Example], version: str) -> Model:
+    """A champion that learnt ``history``, registered and promoted."""
+    champion = build_model(SMALL["model"], hash_bits=SMALL["hash_bits"])
+    train_from_scratch(champion, history, batch_size=500)
+    blob = champion.save()
+    registry.put(ModelRecord.for_model(champion, blob, version=version, parent=None,
+                                       mode="manual", created_at=int(time.time() * 1000)), blob)
+    registry.promote(version, "test setup")
+    return champion
+
+
+def test_triggered_mode_trains_and_asks_the_gate_only_when_a_trigger_fires(
+    make_topics: Callable[..., KafkaSettings], registry: RedisRegistry
+) -> None:
+    kafka = make_topics(partitions=3)
+    produce(kafka, stream_of(1_500, seed=11, prefix="a"))
+    later = stream_of(2_500, seed=13, prefix="b")
+    volume = TriggerSettings(volume_every_labels=2_500, performance_tolerance=0,
+                             drift_detector="none")
+    # gate_every_examples=100 would ask the gate 40 times in the other modes. The lease
+    # outlasts the pause while the test produces.
+    trainer = in_process(kafka, registry, mode="triggered", triggers=volume,
+                         gate_every_examples=100, lock_ttl_ms=60_000)
+    try:
+        wait_until(trainer, lambda: trainer.totals.trained == 1_500)
+        feats = [e.features for e in stream_of(200, seed=12)]
+        # No firing yet: nothing learnt, no gate decision.
+        assert sample(trainer, "streamlearn_trainer_trigger_trainings_total") == 0
+        assert (trainer.policy.challenger.predict_proba_many(feats)
+                == trainer.champion.predict_proba_many(feats)).all()
+        assert trainer.totals.decisions == 0
+        # Buffered for the next training: all but what the per-user cap kept out.
+        assert len(trainer.policy.buffer) == 1_500 - trainer.totals.capped  # type: ignore[attr-defined]
+
+        produce(kafka, later)
+        wait_until(trainer, lambda: trainer.totals.trained == 4_000)
+    finally:
+        trainer.close()
+    # One volume firing between 2,500 and 3,000 labels; the challenger learnt the buffer then;
+    # the gate was asked once, after 1,000 examples scored by the trained challenger.
+    assert sample(trainer, "streamlearn_trainer_trigger_firings_total", kind="volume") == 1
+    assert sample(trainer, "streamlearn_trainer_trigger_trainings_total") == 1
+    assert trainer.totals.decisions == 1
+    decision = trainer.last_decision
+    assert decision is not None and decision.figures["n"] >= 1_000, decision
+    assert decision.figures["n"] < 1_500
+    # The cold-start champion is untrained: learning 2,500 examples is enough to beat it.
+    assert decision.outcome == "promote", decision.reason
+    record = registry.get("ctr-v1.1")
+    assert (record.mode, record.parent, record.status) == ("stateful", "ctr-v1.0", "champion")
+    # Its lineage is what it learnt at the firing, not the evidence scored after it.
+    assert 2_500 <= record.lineage.n_examples < 3_000
+    assert sum(sample(trainer, "streamlearn_trainer_trigger_firings_total", kind=k)
+               for k in ("time", "performance", "drift")) == 0
+
+
+def test_a_drift_in_the_label_stream_raises_the_alarm_and_the_drift_trigger(
+    make_topics: Callable[..., KafkaSettings], registry: RedisRegistry
+) -> None:
+    kafka = make_topics(partitions=1)  # one partition: the drift point is an offset
+    register_champion(registry, stream_of(20_000, seed=7, prefix="old-", world_seed=2),
+                      "ctr-v3.0")
+    produce(kafka, stream_of(5_000, seed=9, prefix="pre-", world_seed=2))
+    # Other users' favourites, clicked twice as often: the champion's loss rises.
+    drifted = stream_of(1_000, seed=10, prefix="post-", world_seed=3, favourite_rate=0.6)
+    only_drift = TriggerSettings(volume_every_labels=0, performance_tolerance=0,
+                                 drift_detector="adwin")
+    trainer = in_process(kafka, registry, mode="triggered", triggers=only_drift,
+                         sanity_size=0, lock_ttl_ms=60_000)
+    try:
+        wait_until(trainer, lambda: trainer.totals.trained == 5_000)
+        # The same behaviour as the champion learnt: no alarm, no firing, nothing learnt.
+        assert sample(trainer, "streamlearn_drift_alarms_total", detector="adwin") == 0
+        assert sample(trainer, "streamlearn_trainer_trigger_firings_total", kind="drift") == 0
+        assert sample(trainer, "streamlearn_trainer_trigger_trainings_total") == 0
+        batches_before = trainer.totals.batches
+
+        produce(kafka, drifted)
+        wait_until(trainer, lambda: trainer.totals.trained == 6_000)
+    finally:
+        trainer.close()
+    assert trainer.totals.batches - batches_before >= 2  # within the first two (500 each)
+    assert sample(trainer, "streamlearn_drift_alarms_total", detector="adwin") == 1
+    assert sample(trainer, "streamlearn_trainer_trigger_firings_total", kind="drift") == 1
+    assert sample(trainer, "streamlearn_trainer_trigger_trainings_total") == 1
+    assert trainer.drift.alarms[-1].startswith("drift: adwin: champion log loss rose from")
