@@ -150,7 +150,9 @@ def render(prometheus_url: str, out: Path, *, minutes: float = 15.0,
             unit = panels[title].get("fieldConfig", {}).get("defaults", {}).get("unit", "")
             ax.set_title(f"{title}" + (f"  [{unit}]" if unit and unit != "short" else ""),
                          fontsize=10, loc="left")
-            ax.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M"))
+            ax.xaxis.set_major_locator(mdates.AutoDateLocator(minticks=3, maxticks=6))
+            ax.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M" if minutes > 10
+                                                              else "%H:%M:%S"))
             ax.grid(alpha=0.3)
             if not series:
                 ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes)
@@ -158,10 +160,10 @@ def render(prometheus_url: str, out: Path, *, minutes: float = 15.0,
                 ax.legend(fontsize=7, loc="upper left")
         for ax in list(axes.flat)[len(titles):]:
             ax.set_visible(False)
-    fig.suptitle(f"streamlearn dashboard (rendered from Prometheus {prometheus_url}, "
+    fig.suptitle(f"streamlearn dashboard: the panels' queries on a live Prometheus, "
                  f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(end))}, last "
-                 f"{minutes:g} min)", fontsize=11)
-    fig.tight_layout()
+                 f"{minutes:.1f} min", fontsize=11)
+    fig.tight_layout(rect=(0, 0, 1, 0.98))  # room for the title
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=90)
     plt.close(fig)

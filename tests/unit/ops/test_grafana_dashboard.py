@@ -44,6 +44,10 @@ REQUIRED = {
     "feature drift": "streamlearn_drift_feature_score",
     "drift alarms": "streamlearn_drift_alarms_total",
     "trigger firings": "streamlearn_trainer_trigger_firings_total",
+    "served score drift": "streamlearn_drift_prediction_score_psi",
+    "log loss by slice": "streamlearn_trainer_slice_logloss",
+    "calibration (observed CTR)": "streamlearn_trainer_slice_ctr",
+    "calibration (predicted CTR)": "streamlearn_trainer_slice_predicted_ctr",
 }
 
 
