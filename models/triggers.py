@@ -37,8 +37,10 @@ scored by champion and challenger when it arrives, *before* the challenger may l
    training then would make the evidence describe another model. The challenger learns at the
    first batch after the gate was asked (``held`` lists them meanwhile).
 6. ``on_new_champion`` (after a promotion or a rejection) restarts the challenger from the
-   champion's replica and resets what depends on the champion: the performance reference and
-   the drift detector. The buffer is kept: nobody has learnt those examples yet.
+   champion's replica; the buffer is kept: nobody has learnt those examples yet. What depends
+   on the champion (the performance reference, the drift detector) restarts when ``process``
+   is handed another champion object than before, so a rejection, which keeps the champion,
+   keeps them.
 
 A keep_training verdict needs no call: the trained challenger stays and waits for the next
 firing. The loop (the trainer's, or an in-process benchmark's) is the one of the other modes::
@@ -405,6 +407,7 @@ class TriggeredPolicy:
         self.total_trained = 0
         self.dropped = 0
         self.evidence: int | None = None  # examples scored since the last training, if awaited
+        self._champion: Model | None = None  # the one the triggers' state describes
 
     @property
     def mode(self) -> Mode:
@@ -423,6 +426,9 @@ class TriggeredPolicy:
 
     def process(self, champion: Model, batch: Sequence[Labeled], now_ms: int) -> StepResult:
         """Score the batch, buffer it, let the triggers observe it, train if one fired."""
+        if self._champion is not None and champion is not self._champion:
+            self.triggers.new_champion()  # its loss stream is another one
+        self._champion = champion
         tested = score_both(champion, self._challenger, batch)
         kept, n_capped = cap_per_user(batch, self.per_user_cap)
         overflow = len(self.buffer) + len(kept) - (self.buffer.maxlen or 0)
@@ -465,7 +471,6 @@ class TriggeredPolicy:
         """The next challenger is a replica of ``model``; the buffer is kept."""
         self._challenger = model.clone()
         self.evidence = None
-        self.triggers.new_champion()
 
     def state(self) -> dict[str, Any]:
         """The counters a restart resumes (JSON-ready; detector internals are not kept)."""

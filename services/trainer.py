@@ -241,14 +241,16 @@ class Trainer:
         self.policy = build_policy(self.mode, self.champion, self.cfg, challenger,
                                    self.triggers, self.gate.min_examples)
         if cp is not None and cp.mode == self.mode:
-            self._restore_memory(cp)
+            self._restore_memory(cp, challenger is not None)
         self.metrics.restored_examples.set(self.totals.trained)
         self.metrics.durable_examples.set(self.totals.trained)
 
-    def _restore_memory(self, cp: Checkpoint) -> None:
+    def _restore_memory(self, cp: Checkpoint, same_challenger: bool) -> None:
         if isinstance(self.policy, TriggeredPolicy):
             self.policy.buffer.extend(cp.memory)
             self.policy.load_state(cp.policy_state)
+            if not same_challenger:  # the champion changed meanwhile: a fresh replica
+                self.policy.evidence = None
         elif isinstance(self.policy, StatelessPolicy):
             self.policy.window.extend(cp.memory)
         elif isinstance(self.policy, StatefulPolicy) and self.policy.reservoir is not None:

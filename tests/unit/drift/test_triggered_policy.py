@@ -115,6 +115,25 @@ def test_a_new_champion_restarts_the_challenger_and_keeps_the_buffer() -> None:
     assert result.retrained and result.n_trained == 1_024
 
 
+def test_the_triggers_follow_the_champion_not_the_rejections() -> None:
+    champion = trained(make_examples(2_048, seed=1))
+    policy = TriggeredPolicy(champion, triggers(performance_tolerance=0.1,
+                                                performance_window=512,
+                                                performance_reference=1_024))
+    perf = policy.triggers.triggers[0]
+    for i, batch in enumerate(batches(make_examples(1_536, seed=2), 512)):
+        policy.process(champion, batch, now_ms=i)
+    reference = perf.reference  # type: ignore[attr-defined]
+    assert reference is not None
+    policy.on_new_champion(champion)  # a rejection: the same champion serves on
+    policy.process(champion, make_examples(512, seed=3), now_ms=4)
+    assert perf.reference == reference  # type: ignore[attr-defined]
+    promoted = policy.challenger
+    policy.on_new_champion(promoted)  # a promotion: another model's losses from now on
+    policy.process(promoted, make_examples(512, seed=4), now_ms=5)
+    assert perf.reference is None  # type: ignore[attr-defined]  # 512 of 1,024 so far
+
+
 def test_a_drift_fires_the_drift_trigger_and_the_gate_promotes_the_adapted_challenger() -> None:
     champion = trained(make_examples(4_096, seed=1))  # learnt "games is clicked"
     policy = TriggeredPolicy(champion, Triggers.from_config(
