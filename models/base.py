@@ -71,8 +71,9 @@ class Model(ABC):
             labels: 0/1 (or bool) per dict.
 
         Returns:
-            The batch's mean log loss under the model *before* this update (0.0 for an empty
-            batch, which is a no-op).
+            The batch's mean progressive log loss: each example scored before the update
+            that learns it (for a model that learns a batch in one update, the loss before
+            it). 0.0 for an empty batch, which is a no-op.
 
         Raises:
             BatchError: Lengths differ, a label is not 0/1, or a feature has a bad type.

@@ -7,9 +7,15 @@ either learns from it, collects the per-example losses since the last decision, 
 1. ``finite``        any non-finite challenger score (fresh or sanity set) → reject
 2. ``min_examples``  fewer fresh paired examples than ``min_examples`` → keep_training
 3. ``calibration``   challenger's mean prediction off the observed CTR by more than
-                     ``calibration_tolerance`` (relative) *and* significantly so → reject
-4. ``auc_floor``     challenger AUC below ``auc_floor`` → reject (skipped while the fresh
-                     labels are all 0 or all 1)
+                     ``calibration_tolerance`` (relative) *and* significantly so, *and* no
+                     closer to it than the champion's → reject
+4. ``auc_floor``     challenger AUC below ``auc_floor`` and not above the champion's → reject
+                     (skipped while the fresh labels are all 0 or all 1)
+
+Rules 3 and 4 judge the challenger against the champion as well as against a fixed bar: after
+a drift the champion itself may be off the observed CTR or rank worse than the floor, and
+refusing a challenger that is closer to the truth would keep the worse model serving (and, as
+a rejection discards the challenger, keep any challenger from ever catching up).
 5. ``worse``         challenger's loss significantly higher (one-sided paired t-test) → reject
 6. ``forgetting``    on the sanity set, challenger's mean loss more than ``sanity_tolerance``
                      (relative) above the champion's → reject
@@ -182,19 +188,23 @@ def decide(fresh: PairedLosses, sanity: PairedLosses | None, cfg: GateConfig) ->
 
 def _apply_rules(f: dict[str, float], cfg: GateConfig) -> GateDecision:
     z_crit = NormalDist().inv_cdf(1.0 - cfg.alpha / 2.0)
-    if f["calibration_error"] > cfg.calibration_tolerance and abs(f["calibration_z"]) > z_crit:
+    if (f["calibration_error"] > cfg.calibration_tolerance and abs(f["calibration_z"]) > z_crit
+            and f["calibration_error"] >= f["champion_calibration_error"]):
         return GateDecision(
             "reject",
             f"calibration: mean prediction {f['challenger_mean_score']:.4f} vs observed CTR "
             f"{f['observed_ctr']:.4f}, relative error {f['calibration_error']:.2f} > "
-            f"calibration_tolerance {cfg.calibration_tolerance:g} (z={f['calibration_z']:.1f})",
+            f"calibration_tolerance {cfg.calibration_tolerance:g} (z={f['calibration_z']:.1f}) "
+            f"and not below the champion's {f['champion_calibration_error']:.2f}",
             f,
             "calibration",
         )
-    if "challenger_auc" in f and f["challenger_auc"] < cfg.auc_floor:
+    if ("challenger_auc" in f and f["challenger_auc"] < cfg.auc_floor
+            and f["challenger_auc"] <= f["champion_auc"]):
         return GateDecision(
             "reject",
-            f"auc_floor: challenger AUC {f['challenger_auc']:.4f} < auc_floor {cfg.auc_floor:g}",
+            f"auc_floor: challenger AUC {f['challenger_auc']:.4f} < auc_floor {cfg.auc_floor:g} "
+            f"and not above the champion's {f['champion_auc']:.4f}",
             f,
             "auc_floor",
         )
@@ -275,11 +285,15 @@ def _calibration(fresh: PairedLosses) -> dict[str, float]:
     # The floor keeps z finite for scores of exactly 0 or 1 (a wildly overconfident model).
     variance = max(float(np.sum(p * (1.0 - p))), 1e-12)
     z = float(fresh.labels.sum() - p.sum()) / math.sqrt(variance)
+    floor = max(ctr, 1.0 / fresh.n)
+    champion_p = np.nan_to_num(fresh.champion_scores, nan=0.5, posinf=1.0, neginf=0.0)
     return {
         "observed_ctr": ctr,
         "challenger_mean_score": mean_p,
-        "calibration_error": abs(mean_p - ctr) / max(ctr, 1.0 / fresh.n),
+        "calibration_error": abs(mean_p - ctr) / floor,
         "calibration_z": z,
+        "champion_mean_score": float(champion_p.mean()),
+        "champion_calibration_error": abs(float(champion_p.mean()) - ctr) / floor,
     }
 
 

@@ -127,8 +127,19 @@ def test_miscalibrated_challenger_is_rejected() -> None:
     d = decide(make_pairs(challenger={"scale": 2.0}), None, CFG)
     assert d.rule == "calibration"
     assert d.reason == ("calibration: mean prediction 0.3500 vs observed CTR 0.1750, relative "
-                        "error 1.00 > calibration_tolerance 0.25 (z=-19.3)")
+                        "error 1.00 > calibration_tolerance 0.25 (z=-19.3) and not below the "
+                        "champion's 0.00")
     assert d.outcome == "reject"
+
+
+def test_challenger_closer_to_the_ctr_than_a_drifted_champion_is_not_rejected() -> None:
+    # After a drift the champion predicts 2.4x the observed CTR; the adapting challenger is
+    # still 1.4x off (beyond the tolerance) but closer, and better: refusing it would keep
+    # the worse model serving.
+    d = decide(make_pairs(champion={"scale": 2.4}, challenger={"scale": 1.4}), None, CFG)
+    assert d.figures["calibration_error"] > CFG.calibration_tolerance
+    assert d.figures["champion_calibration_error"] == pytest.approx(1.4)
+    assert (d.outcome, d.rule) == ("promote", "better")
 
 
 def test_calibration_gap_within_sampling_noise_is_not_rejected() -> None:
@@ -145,8 +156,18 @@ def test_calibration_gap_within_sampling_noise_is_not_rejected() -> None:
 def test_auc_under_the_floor_is_rejected() -> None:
     d = decide(make_pairs(challenger={"flip": True}), None, CFG)
     assert (d.outcome, d.rule) == ("reject", "auc_floor")
-    assert d.reason == "auc_floor: challenger AUC 0.2835 < auc_floor 0.55"
+    assert d.reason == ("auc_floor: challenger AUC 0.2835 < auc_floor 0.55 and not above the "
+                        "champion's 0.7165")
     assert d.figures["champion_auc"] == pytest.approx(0.7165, abs=1e-4)
+
+
+def test_auc_under_the_floor_but_above_the_champions_is_judged_on_loss() -> None:
+    # Both rank worse than the floor (the challenger, constant, not at all); it ranks better
+    # than the champion and has the lower loss.
+    d = decide(make_pairs(champion={"flip": True}, challenger={"sharpness": 0.0}),
+               None, CFG)
+    assert d.figures["champion_auc"] < d.figures["challenger_auc"] < CFG.auc_floor
+    assert (d.outcome, d.rule) == ("promote", "better")
 
 
 def test_too_few_examples_keep_training() -> None:
@@ -165,7 +186,7 @@ def test_margin_demands_a_larger_improvement() -> None:
 
 def test_one_class_batch_skips_auc_and_bounds_calibration() -> None:
     labels = np.zeros(1200)
-    fresh = PairedLosses.from_scores(labels, np.full(1200, 0.2), np.full(1200, 0.01))
+    fresh = PairedLosses.from_scores(labels, np.full(1200, 0.001), np.full(1200, 0.01))
     d = decide(fresh, None, CFG)
     assert "challenger_auc" not in d.figures
     assert d.figures["calibration_error"] == pytest.approx(0.01 * 1200)
