@@ -1,29 +1,35 @@
 """`python -m bench serving`: the serving API against its practical limit, in one run.
 
-Two servers under the same uvicorn settings (one process, ``uvicorn.run`` defaults, access log
-off) and the same load generator:
+Three servers under the same uvicorn settings (one process, the ``serving.loop``/``serving.http``
+settings, access log off) and the same load generator:
 
 - **serving**: ``streamlearn serve`` on the real stack, champion = the cold-start FM the
   trainer settings describe (``hash_bits`` 18), every candidate logged to a scratch
-  ``predictions`` topic;
+  ``predictions`` topic, Prometheus instrumentation on (the default);
+- **serving, metrics off**: the same with ``serving.request_metrics: false``;
 - **baseline**: a minimal FastAPI endpoint that reads the same request body and returns a
   JSON of exactly the serving response's size.
 
-Phases: closed-loop maximum throughput of each, measured in alternating slices (serving,
-baseline, serving, …) so that other load on the machine weighs on both alike (``rps``,
-``baseline_rps``, ``ratio``); then
-open-loop load on serving at half its maximum rate, latency measured from each request's
-scheduled send time (no coordinated omission: ``p50_ms``, ``p99_ms``); then the same load
-while the registry alternates the champion between two versions: ``swap_visible_ms_p50`` is
-the time from the start of ``registry.promote`` (what the gate calls once it decides) to the
-first response served by the new version, and ``failed`` counts every non-200 or broken
-response across all serving phases.
+Phases: closed-loop maximum throughput of each, measured in alternating slices (baseline,
+serving, serving without metrics, baseline, …) so that other load on the machine weighs on all
+alike (``rps``, ``baseline_rps``, ``ratio``, ``metrics_overhead`` = 1 − rps / rps without
+metrics); then open-loop load on serving at half its maximum rate, latency measured from each
+request's scheduled send time (no coordinated omission: ``p50_ms``, ``p99_ms``); then the same
+load while new versions are promoted one after another, each first registered as the trainer
+does after its gate decides (``model.save`` + ``registry.put``, timed as ``register_ms_p50``).
+``swap_visible_ms_p50`` is the time from the start of ``registry.promote`` to the first
+response served by the new version (the registry's verification, the pub/sub announcement,
+serving's artifact read, signature check and deserialisation); ``failed`` counts every
+non-200 or broken response across all serving phases. A baseline that answers anything but
+200 aborts the run: its rate would not be the limit.
 
 The load generator speaks raw HTTP/1.1 keep-alive over asyncio streams (a Python client
 library would be the bottleneck on 2 cores) and runs in this process, the servers in theirs.
+``loadgen_cpu`` reports the share of one core it used during the throughput slices: well
+below 1, it was not the limit.
 
-Targets (issue 5): ratio ≥ 0.6 with logging on; p99 ≤ 25 ms at half the maximum rps; swap
-visible ≤ 500 ms p50; failed = 0.
+Targets (issues 5 and 7): ratio ≥ 0.6 with logging on; p99 ≤ 25 ms at half the maximum rps;
+swap visible ≤ 500 ms p50; failed = 0; metrics_overhead ≤ 0.05.
 """
 
 from __future__ import annotations
@@ -54,11 +60,12 @@ from fastapi import FastAPI, Request, Response
 from rich.console import Console
 
 from bench.common import percentile, running_stack, scratch_topic
-from config.settings import RegistrySettings, load
+from config.settings import RegistrySettings, ServingSettings, load
 from services.stack.manager import Stack
 
 CANDIDATES = 20
-TARGETS = {"ratio": 0.6, "p99_ms": 25.0, "swap_visible_ms_p50": 500.0}
+TARGETS = {"ratio": 0.6, "p99_ms": 25.0, "swap_visible_ms_p50": 500.0,
+           "metrics_overhead": 0.05}
 
 
 def _free_port() -> int:
@@ -157,11 +164,11 @@ async def _closed_loop(port: int, payloads: list[bytes], seconds: float,
 
 async def _open_loop(port: int, payloads: list[bytes], seconds: float, rate: float,
                      connections: int, *, load: Load | None = None,
-                     until: threading.Event | None = None) -> Load:
+                     until: threading.Event | None = None, max_s: float = 0.0) -> Load:
     """Requests scheduled at a fixed rate; latency counts from the scheduled time.
 
-    Runs ``seconds``, or with ``until`` for as long as that event is unset (at most four
-    times ``seconds``). ``load`` may be passed to watch results while it runs.
+    Runs ``seconds``, or with ``until`` for as long as that event is unset (at most ``max_s``,
+    by default four times ``seconds``). ``load`` may be passed to watch results while it runs.
     """
     load = load or Load()
     pool: asyncio.Queue[_Conn] = asyncio.Queue()
@@ -186,7 +193,7 @@ async def _open_loop(port: int, payloads: list[bytes], seconds: float, rate: flo
             load.served.append((done, orjson.loads(body)["model_version"]))
 
     start = time.perf_counter()
-    n, cap = int(seconds * rate), int(4 * seconds * rate)
+    n, cap = int(seconds * rate), int((max_s or 4 * seconds) * rate)
     for i in range(cap):
         if i >= n and (until is None or until.is_set()):
             break
@@ -249,15 +256,18 @@ def _one_response(port: int, body: bytes) -> bytes:
     return asyncio.run(go())
 
 
-def _swapper(registry: Any, versions: list[str], swaps: int, gap_s: float,
-             marks: list[tuple[float, str]], load: Load, done: threading.Event) -> None:
-    """Alternate the champion, each time waiting (≤ 10 s) until the load has seen the new
-    version; record when each promotion started. ``done`` ends the load."""
+def _swapper(registry: Any, swaps: int, gap_s: float, marks: list[tuple[float, str]],
+             register_ms: list[float], load: Load, done: threading.Event) -> None:
+    """Promote ``swaps`` new versions one after another, each registered first as the trainer
+    does once its gate decides, each time waiting (≤ 10 s) until the load has seen it; record
+    when each promotion started. ``done`` ends the load."""
     try:
         time.sleep(gap_s)
-        for k in range(swaps):
-            target = versions[k % 2]
+        for _ in range(swaps):
+            t_decided = time.perf_counter()
+            target = _register_challenger(registry, registry.champion_version())
             t0 = time.perf_counter()
+            register_ms.append((t0 - t_decided) * 1000)
             registry.promote(target, "bench: swap")
             marks.append((t0, target))
             deadline = time.monotonic() + 10.0
@@ -279,28 +289,53 @@ def _visible_ms(marks: list[tuple[float, str]], served: list[tuple[float, str]])
     return out
 
 
-def _alternating(serving: tuple[int, list[bytes]], baseline: tuple[int, list[bytes]],
-                 slices: int, slice_s: float, connections: int) -> tuple[float, float, Load]:
-    """Closed-loop throughput of both servers, measured in alternating slices so that
-    whatever else runs on the machine weighs on both alike."""
-    served, base = Load(), Load()
-    serve_s = base_s = 0.0
-    for _ in range(slices):
-        for (port, payloads), into, is_serving in ((baseline, base, False),
-                                                    (serving, served, True)):
+def _cpu_s(pid: int) -> float:
+    """CPU time (user + system, all threads) a process has used so far, in seconds."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class Throughput:
+    """Closed-loop results of one server over all its slices."""
+
+    def __init__(self) -> None:
+        self.load = Load()
+        self.busy_s = 0.0  # wall time under load
+        self.cpu_s = 0.0  # the server's CPU time meanwhile
+
+    @property
+    def rps(self) -> float:
+        return len(self.load.latencies) / self.busy_s
+
+    @property
+    def cpu_us(self) -> float:
+        """Server CPU per request (µs): less sensitive to other load than rps."""
+        return self.cpu_s / len(self.load.latencies) * 1e6
+
+
+def _alternating(servers: list[tuple[int, int, list[bytes]]], slices: int, slice_s: float,
+                 connections: int) -> tuple[list[Throughput], float]:
+    """Closed-loop throughput of each ``(pid, port, payloads)`` server, measured in slices
+    that alternate between them (the order rotating each round) so that whatever else runs
+    on the machine weighs on all alike.
+
+    Returns:
+        Each server's results, and the load generator's CPU time over the wall time of all
+        slices (the share of one core it used).
+    """
+    results = [Throughput() for _ in servers]
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    for r in range(slices):
+        for k in [(r + j) % len(servers) for j in range(len(servers))]:
+            pid, port, payloads = servers[k]
+            before = _cpu_s(pid)
             rps, part = asyncio.run(_closed_loop(port, payloads, slice_s, connections))
-            into.latencies += part.latencies
-            into.failed += part.failed
-            if is_serving:
-                serve_s += len(part.latencies) / rps
-            else:
-                base_s += len(part.latencies) / rps
-    if base.failed:
-        # A baseline answering errors (it once answered every call with a 422) measures
-        # something cheaper than the same-size JSON: the ratio would mean nothing.
-        raise RuntimeError(f"the baseline failed {base.failed} of "
-                           f"{len(base.latencies)} requests; no ratio")
-    return len(served.latencies) / serve_s, len(base.latencies) / base_s, served
+            results[k].cpu_s += _cpu_s(pid) - before
+            results[k].load.latencies += part.latencies
+            results[k].load.failed += part.failed
+            results[k].busy_s += len(part.latencies) / rps
+    return results, (time.process_time() - cpu0) / (time.perf_counter() - wall0)
 
 
 def run(quick: bool = False, console: Console | None = None) -> dict[str, Any]:
@@ -317,103 +352,134 @@ def run(quick: bool = False, console: Console | None = None) -> dict[str, Any]:
 
 def _measure(stack: Stack, topic: str, work: Path, seconds: float, swaps: int,
              connections: int, console: Console) -> dict[str, Any]:
-    slices, slice_s = (2, 1.5) if seconds < 5 else (5, 2.0)
-    from models.registry import Lineage, ModelRecord
+    slices, slice_s = (2, 1.5) if seconds < 5 else (8, 2.0)
     from services.registry import RedisRegistry
 
+    serving_settings = load(ServingSettings)
     prefix = f"bench-serving-{uuid.uuid4().hex[:8]}:"
     client = redis.Redis.from_url(stack.redis_settings.url, socket_timeout=30.0)
     registry = RedisRegistry(client, load(RegistrySettings, prefix=prefix))
-    serve_port, base_port = _free_port(), _free_port()
+    serve_port, quiet_port, base_port = _free_port(), _free_port(), _free_port()
     env = {**os.environ, "STREAMLEARN_REGISTRY_PREFIX": prefix,
            "STREAMLEARN_KAFKA_PREDICTIONS_TOPIC": topic,
            "STREAMLEARN_KAFKA_BOOTSTRAP_SERVERS": stack.kafka_settings.bootstrap_servers,
            "STREAMLEARN_REDIS_URL": stack.redis_settings.url}
+    quiet_env = {**env, "STREAMLEARN_SERVING_REQUEST_METRICS": "false"}
     cli = str(Path(sys.executable).with_name("streamlearn"))
-    payloads = [_http_request(serve_port, b) for b in _bodies(256)]
+    bodies = _bodies(256)
+    payloads = [_http_request(serve_port, b) for b in bodies]
+    marks: list[tuple[float, str]] = []
+    register_ms: list[float] = []
+    swapping = Load()
     try:
         console.print("starting streamlearn serve (cold-start champion)…")
         with _process([cli, "serve", "--port", str(serve_port), "--log-level", "warning"],
-                      env, work / "serve.log", serve_port):
+                      env, work / "serve.log", serve_port) as served:
             sample = _one_response(serve_port, _bodies(1)[0])
             (work / "response.json").write_bytes(sample)
-            with _process([sys.executable, "-m", "bench.serving", "--baseline",
-                           "--port", str(base_port), "--response", str(work / "response.json")],
-                          env, work / "baseline.log", base_port):
-                base_payloads = [_http_request(base_port, b) for b in _bodies(256)]
+            with _process([cli, "serve", "--port", str(quiet_port), "--log-level", "warning"],
+                          quiet_env, work / "serve-quiet.log", quiet_port) as quiet_proc, \
+                    _process([sys.executable, "-m", "bench.serving", "--baseline",
+                              "--port", str(base_port), "--response", str(work / "response.json"),
+                              "--loop", serving_settings.loop, "--http", serving_settings.http],
+                             env, work / "baseline.log", base_port) as base_proc:
                 console.print(f"max throughput: {slices} alternating slices of {slice_s} s "
                               f"each, {connections} connections")
-                rps, baseline_rps, full = _alternating(
-                    (serve_port, payloads), (base_port, base_payloads), slices, slice_s,
-                    connections)
+                (base, full, quiet), loadgen_cpu = _alternating(
+                    [(base_proc.pid, base_port, [_http_request(base_port, b) for b in bodies]),
+                     (served.pid, serve_port, payloads),
+                     (quiet_proc.pid, quiet_port,
+                      [_http_request(quiet_port, b) for b in bodies])],
+                    slices, slice_s, connections)
+                if base.load.failed:
+                    # A baseline answering errors (it once answered every call with a 422)
+                    # measures something cheaper than the same-size JSON: no ratio then.
+                    raise RuntimeError(f"the baseline failed {base.load.failed} of "
+                                       f"{len(base.load.latencies)} requests; no ratio")
+            rps, base_rps, quiet_rps = full.rps, base.rps, quiet.rps
             half = rps / 2
             console.print(f"serving: open loop at {half:.0f} rps, {seconds} s")
             paced = asyncio.run(_open_loop(serve_port, payloads, seconds, half, 64))
 
-            champion = registry.champion_version() or "ctr-v1.0"
-            versions = [_register_challenger(registry, champion, ModelRecord, Lineage), champion]
-            marks: list[tuple[float, str]] = []
             done = threading.Event()
             gap = 0.5 if seconds < 5 else 1.0
-            swapping = Load()
-            swapper = threading.Thread(target=_swapper, args=(registry, versions, swaps, gap,
-                                                              marks, swapping, done))
-            console.print(f"serving: open loop at {half:.0f} rps with {swaps} swaps")
+            swapper = threading.Thread(target=_swapper, args=(registry, swaps, gap, marks,
+                                                              register_ms, swapping, done))
+            console.print(f"serving: open loop at {half:.0f} rps with {swaps} promotions")
             swapper.start()
             try:
+                # Until the last promotion was seen: registering a version takes seconds.
                 asyncio.run(_open_loop(serve_port, payloads, gap * (swaps + 1), half, 64,
-                                       load=swapping, until=done))
+                                       load=swapping, until=done, max_s=15.0 * swaps))
             finally:
-                swapper.join(60)
+                swapper.join(15.0 * swaps)
     finally:
         keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
         if keys:
             client.delete(*keys)
         client.close()
     visible = _visible_ms(marks, swapping.served)
-    failed = full.failed + paced.failed + swapping.failed
+    failed = full.load.failed + quiet.load.failed + paced.failed + swapping.failed
     p50_ms = percentile(paced.latencies, 0.5) * 1000
     p99_ms = percentile(paced.latencies, 0.99) * 1000
     swap_p50 = percentile(visible, 0.5) if visible else None
+    overhead = 1 - rps / quiet_rps
     figures: dict[str, Any] = {
         "candidates": CANDIDATES,
         "rps": round(rps, 1),
         "p50_ms": round(p50_ms, 2),
         "p99_ms": round(p99_ms, 2),
-        "baseline_rps": round(baseline_rps, 1),
-        "ratio": round(rps / baseline_rps, 3),
+        "baseline_rps": round(base_rps, 1),
+        "ratio": round(rps / base_rps, 3),
         "swap_visible_ms_p50": None if swap_p50 is None else round(swap_p50, 1),
         "failed": failed,
+        "metrics_overhead": round(overhead, 3),
+        "rps_metrics_off": round(quiet_rps, 1),
         "at_rps": round(half, 1),
         "swaps": len(marks),
-        "requests": len(full.latencies) + len(paced.latencies) + len(swapping.latencies),
+        "requests": sum(len(x.latencies)
+                        for x in (full.load, quiet.load, base.load, paced, swapping)),
         "swap_visible_ms_max": round(max(visible), 1) if visible else None,
         "swaps_not_visible": len(marks) - len(visible),
+        "register_ms_p50": round(percentile(register_ms, 0.5), 1) if register_ms else None,
+        "loadgen_cpu": round(loadgen_cpu, 2),
+        # Server CPU per request during the throughput slices (all threads): the same costs
+        # as the rates above, much less sensitive to what else runs on the machine.
+        "cpu_us_per_request": {"serving": round(full.cpu_us), "metrics_off": round(quiet.cpu_us),
+                               "baseline": round(base.cpu_us)},
+        "metrics_overhead_cpu": round(1 - quiet.cpu_us / full.cpu_us, 3),
+        "server": {"loop": serving_settings.loop, "http": serving_settings.http},
+        "load_average": [round(x, 2) for x in os.getloadavg()],
     }
     figures["meets_targets"] = bool(
-        rps / baseline_rps >= TARGETS["ratio"] and p99_ms <= TARGETS["p99_ms"]
+        rps / base_rps >= TARGETS["ratio"] and p99_ms <= TARGETS["p99_ms"]
         and swap_p50 is not None and swap_p50 <= TARGETS["swap_visible_ms_p50"]
         and failed == 0 and len(visible) == len(marks)
+        and overhead <= TARGETS["metrics_overhead"]
     )
     return figures
 
 
-def _register_challenger(registry: Any, parent: str, record_cls: Any, lineage_cls: Any) -> str:
-    """A fine-tuned child of the champion, same architecture, to swap back and forth."""
+def _register_challenger(registry: Any, parent: str | None) -> str:
+    """A fine-tuned child of the champion, same architecture, registered with its signed
+    artifact: what the trainer does between its gate's decision and ``promote``."""
     from models.base import load_model
+    from models.registry import Lineage, ModelRecord
 
+    if parent is None:
+        raise RuntimeError("no champion to fine-tune a challenger from")
     model = load_model(registry.artifact(parent))
     model.learn_many([{"item_id": f"i{i}", "item_category": f"c{i % 50}"} for i in range(512)],
                      [int(i % 7 == 0) for i in range(512)])
     blob = model.save()
-    record = record_cls.for_model(model, blob, version=registry.next_version(parent, "stateful"),
-                                  parent=parent, mode="stateful",
-                                  created_at=int(time.time() * 1000), lineage=lineage_cls())
+    record = ModelRecord.for_model(model, blob, version=registry.next_version(parent, "stateful"),
+                                   parent=parent, mode="stateful",
+                                   created_at=int(time.time() * 1000), lineage=Lineage())
     registry.put(record, blob)
     return str(record.version)
 
 
-def _baseline(port: int, response: Path) -> None:
+def _baseline(port: int, response: Path, loop: str, http: str) -> None:
     """The practical limit: FastAPI reading the body and returning fixed bytes, same size."""
     import uvicorn
 
@@ -430,7 +496,8 @@ def _baseline(port: int, response: Path) -> None:
         return {"ready": True}
 
     # The same settings `streamlearn serve` passes to uvicorn.run.
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False,
+                loop=loop, http=http)  # type: ignore[arg-type]
 
 
 if __name__ == "__main__":
@@ -438,5 +505,7 @@ if __name__ == "__main__":
     parser.add_argument("--baseline", action="store_true", required=True)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--response", type=Path, required=True)
+    parser.add_argument("--loop", default="auto")
+    parser.add_argument("--http", default="auto")
     cli_args = parser.parse_args()
-    _baseline(cli_args.port, cli_args.response)
+    _baseline(cli_args.port, cli_args.response, cli_args.loop, cli_args.http)

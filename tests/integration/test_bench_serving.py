@@ -28,3 +28,11 @@ def test_serving_bench_reports_every_figure(stack: Stack) -> None:
     assert 0 < figures["swap_visible_ms_p50"] <= figures["swap_visible_ms_max"]
     assert figures["failed"] == 0
     assert isinstance(figures["meets_targets"], bool)
+    # Issue 7: instrumentation on against off, in the same run.
+    assert figures["rps_metrics_off"] > 0
+    assert figures["metrics_overhead"] == round(1 - figures["rps"] / figures["rps_metrics_off"], 3)
+    cpu = figures["cpu_us_per_request"]
+    assert cpu["serving"] > 0 and cpu["metrics_off"] > 0 and cpu["baseline"] > 0
+    # Each promotion was a new version, registered the way the trainer does it first.
+    assert figures["register_ms_p50"] > 0
+    assert 0 < figures["loadgen_cpu"] < 1.5
