@@ -257,8 +257,9 @@ class TriggerSettings(_Section):
     volume_min_labels: int = Field(1_000, ge=0)
     time_every_ms: int = Field(0, ge=0)
     performance_tolerance: float = Field(0.10, ge=0.0)
-    performance_window: int = Field(1_024, ge=1)
-    performance_reference: int = Field(2_048, ge=1)
+    performance_window: int = Field(1_024, ge=2)
+    performance_reference: int = Field(2_048, ge=2)
+    performance_alpha: float = Field(0.01, gt=0.0, lt=1.0)
     drift_detector: Literal["adwin", "page_hinkley", "none"] = "adwin"
     adwin_delta: float = Field(0.002, gt=0.0, lt=1.0)
     ph_delta: float = Field(0.005, ge=0.0)

@@ -10,8 +10,9 @@ caller's clock) and compose by configuration (``TriggerConfig``, same field name
                    those labels reach ``volume_growth`` (0.1 = +10 %) of all labels trained on
 * ``time``         ``time_every_ms`` of the caller's clock since the last training
 * ``performance``  the champion's mean log loss over its last ``performance_window`` examples is
-                   more than ``performance_tolerance`` (0.1 = 10 %) above its reference: its
-                   mean loss on its first ``performance_reference`` examples as champion
+                   more than ``performance_tolerance`` (0.1 = 10 %) above its reference (its
+                   mean loss on its first ``performance_reference`` examples as champion),
+                   significantly so (one-sided z-test at ``performance_alpha``)
 * ``drift``        an upward alarm of ADWIN or Page-Hinkley (``models.drift``) on the
                    champion's per-example loss
 
@@ -39,7 +40,8 @@ scored by champion and challenger when it arrives, *before* the challenger may l
 6. ``on_new_champion`` (after a promotion or a rejection) restarts the challenger from the
    champion's replica; the buffer is kept: nobody has learnt those examples yet. What depends
    on the champion (the performance reference, the drift detector) restarts when ``process``
-   is handed another champion object than before, so a rejection, which keeps the champion,
+   is handed another champion object than before (held performance and drift firings, which
+   judged the old champion, are dropped then), so a rejection, which keeps the champion,
    keeps them.
 
 A keep_training verdict needs no call: the trained challenger stays and waits for the next
@@ -75,9 +77,11 @@ Example:
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields, replace
+from statistics import NormalDist
 from typing import Any, Final, Literal, Protocol
 
 import numpy as np
@@ -90,6 +94,7 @@ from models.training import Labeled, StepResult, score_both
 
 Kind = Literal["volume", "time", "performance", "drift"]
 KINDS: Final[tuple[Kind, ...]] = ("volume", "time", "performance", "drift")
+CHAMPION_FREE: Final[tuple[Kind, ...]] = ("volume", "time")  # the others judge the champion
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +120,7 @@ class TriggerConfig:
             by more than this fraction.
         performance_window: Examples in the rolling mean (a full window is needed).
         performance_reference: The champion's first examples that make its reference.
+        performance_alpha: Significance level of the rise (one-sided z-test).
         drift_detector: ``adwin``, ``page_hinkley`` or ``none``.
         adwin_delta: ADWIN's confidence parameter.
         ph_delta: Page-Hinkley's tolerated deviation per example.
@@ -129,6 +135,7 @@ class TriggerConfig:
     performance_tolerance: float = 0.10
     performance_window: int = 1_024
     performance_reference: int = 2_048
+    performance_alpha: float = 0.01
     drift_detector: DetectorName | Literal["none"] = "adwin"
     adwin_delta: float = 0.002
     ph_delta: float = 0.005
@@ -139,8 +146,10 @@ class TriggerConfig:
         counts = (self.volume_every_labels, self.volume_min_labels, self.time_every_ms)
         if min(counts) < 0 or self.volume_growth < 0 or self.performance_tolerance < 0:
             raise ValueError("trigger thresholds must be >= 0")
-        if min(self.performance_window, self.performance_reference) < 1:
-            raise ValueError("performance_window and performance_reference must be >= 1")
+        if min(self.performance_window, self.performance_reference) < 2:
+            raise ValueError("performance_window and performance_reference must be >= 2")
+        if not 0.0 < self.performance_alpha < 1.0:
+            raise ValueError("performance_alpha must be in (0, 1)")
 
 
 class Trigger(Protocol):
@@ -226,47 +235,57 @@ class TimeTrigger:
 
 
 class PerformanceTrigger:
-    """The champion's rolling log loss worse than its own reference by more than x %."""
+    """The champion's rolling log loss worse than its own reference by more than x %.
+
+    A log loss is noisy (a click the model thought unlikely costs several nats), so the rise
+    must also be significant: a one-sided z-test of the rolling mean against the reference
+    mean at ``alpha``. Without it a 10 % tolerance on 1,024 examples fires on noise alone.
+    """
 
     kind: Kind = "performance"
 
-    def __init__(self, tolerance: float, window: int = 1_024, reference: int = 2_048) -> None:
+    def __init__(self, tolerance: float, window: int = 1_024, reference: int = 2_048,
+                 alpha: float = 0.01) -> None:
         self.tolerance, self.reference_size = tolerance, reference
+        self.z_crit = NormalDist().inv_cdf(1.0 - alpha)
         self.rolling: deque[float] = deque(maxlen=window)
-        self._ref_sum, self._ref_n = 0.0, 0
+        self._ref: list[float] = []
 
     @property
     def reference(self) -> float | None:
         """The champion's mean loss on its first examples (None until there are enough)."""
-        return self._ref_sum / self._ref_n if self._ref_n >= self.reference_size else None
+        return float(np.mean(self._ref)) if len(self._ref) >= self.reference_size else None
 
     def observe(self, now_ms: int, champion_losses: np.ndarray) -> Firing | None:
         losses = champion_losses.tolist()
-        take = max(0, min(len(losses), self.reference_size - self._ref_n))
-        self._ref_sum += float(sum(losses[:take]))
-        self._ref_n += take
+        take = max(0, min(len(losses), self.reference_size - len(self._ref)))
+        self._ref.extend(losses[:take])
         reference = self.reference
         if reference is None:
             return None
         self.rolling.extend(losses[take:])  # the reference's examples are not judged by it
         if len(self.rolling) < (self.rolling.maxlen or 0):
             return None
-        rolling = sum(self.rolling) / len(self.rolling)
-        if rolling <= reference * (1.0 + self.tolerance):
+        current = np.fromiter(self.rolling, dtype=np.float64, count=len(self.rolling))
+        rolling = float(current.mean())
+        se = math.sqrt(current.var(ddof=1) / current.size
+                       + float(np.var(self._ref, ddof=1)) / len(self._ref))
+        z = (rolling - reference) / se if se > 0 else math.inf  # constant losses
+        if rolling <= reference * (1.0 + self.tolerance) or z < self.z_crit:
             return None
         self.rolling.clear()  # fire again only on a whole new window
         return Firing("performance", f"performance: champion log loss {rolling:.4f} over the "
-                                     f"last {self.rolling.maxlen} examples, "
+                                     f"last {current.size} examples, "
                                      f"{rolling / max(reference, 1e-12) - 1:+.1%} vs its "
                                      f"reference {reference:.4f} (tolerance "
-                                     f"{self.tolerance:.0%})")
+                                     f"{self.tolerance:.0%}, z={z:.1f})")
 
     def trained(self, now_ms: int, total_trained: int) -> None:
         pass
 
     def new_champion(self) -> None:
         self.rolling.clear()
-        self._ref_sum, self._ref_n = 0.0, 0
+        self._ref = []
 
 
 class DriftTrigger:
@@ -326,7 +345,7 @@ class Triggers:
             out.append(TimeTrigger(cfg.time_every_ms))
         if cfg.performance_tolerance:
             out.append(PerformanceTrigger(cfg.performance_tolerance, cfg.performance_window,
-                                          cfg.performance_reference))
+                                          cfg.performance_reference, cfg.performance_alpha))
         if cfg.drift_detector != "none":
             out.append(DriftTrigger(LossDriftDetector(
                 cfg.drift_detector, adwin_delta=cfg.adwin_delta, ph_delta=cfg.ph_delta,
@@ -428,6 +447,8 @@ class TriggeredPolicy:
         """Score the batch, buffer it, let the triggers observe it, train if one fired."""
         if self._champion is not None and champion is not self._champion:
             self.triggers.new_champion()  # its loss stream is another one
+            # Held performance/drift firings described the old champion's losses.
+            self.held = [f for f in self.held if f.kind in CHAMPION_FREE]
         self._champion = champion
         tested = score_both(champion, self._challenger, batch)
         kept, n_capped = cap_per_user(batch, self.per_user_cap)

@@ -130,8 +130,11 @@ def test_the_triggers_follow_the_champion_not_the_rejections() -> None:
     assert perf.reference == reference  # type: ignore[attr-defined]
     promoted = policy.challenger
     policy.on_new_champion(promoted)  # a promotion: another model's losses from now on
+    policy.held = [Firing("performance", "old champion"), Firing("time", "t")]
+    policy.evidence = 0  # keep them held through the next batch
     policy.process(promoted, make_examples(512, seed=4), now_ms=5)
     assert perf.reference is None  # type: ignore[attr-defined]  # 512 of 1,024 so far
+    assert policy.held == [Firing("time", "t")]  # the old champion's firing is gone
 
 
 def test_a_drift_fires_the_drift_trigger_and_the_gate_promotes_the_adapted_challenger() -> None:

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from models.drift import LossDriftDetector
+from models.metrics import log_losses
 from models.triggers import (
     DriftTrigger,
     PerformanceTrigger,
@@ -71,6 +72,27 @@ def test_performance_compares_the_rolling_loss_with_the_champions_reference() ->
     assert t.reference is None
     assert t.observe(0, np.full(1_000, 0.5)) is None
     assert t.observe(0, np.full(500, 0.5)) is None
+
+
+def test_performance_ignores_noise_that_crosses_the_tolerance_and_fires_on_a_real_rise() -> None:
+    # Per-example log losses are heavy-tailed: windows of 1,024 drawn from one distribution
+    # cross +10 % now and then. Only a significant rise fires.
+    rng = np.random.default_rng(3)
+
+    def calibrated_losses(n: int, ctr_scale: float = 1.0) -> np.ndarray:
+        p = rng.beta(1.0, 12.0, n)  # a calibrated model at ~8 % CTR
+        return log_losses(rng.random(n) < np.minimum(1.0, p * ctr_scale), p)
+
+    t = PerformanceTrigger(tolerance=0.10, window=1_024, reference=2_048)
+    t.observe(0, calibrated_losses(2_048))
+    crossed, fired = 0, 0
+    for _ in range(200):
+        window = calibrated_losses(1_024)
+        crossed += window.mean() > 1.1 * t.reference  # type: ignore[operator]
+        fired += t.observe(0, window) is not None
+    assert crossed >= 10 and fired == 0
+    firing = t.observe(0, calibrated_losses(1_024, ctr_scale=2.0))  # clicks doubled
+    assert firing is not None and ", z=" in firing.reason
 
 
 def test_drift_fires_on_a_rise_of_the_loss_within_the_first_batch_after_it() -> None:
