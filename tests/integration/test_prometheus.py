@@ -101,12 +101,12 @@ def test_prometheus_scrapes_the_processes_and_answers_with_their_metrics(
     loop: LoopStack, loop_registry: RedisRegistry, tmp_path: Path
 ) -> None:
     world = World(seed=7)
-    loop.start("serve")  # first: it cold-starts ctr-v1.0, a promotion counted by serving
+    loop.start("serve")  # before the trainer: it cold-starts ctr-v1.0, counted by serving
+    loop.start("join")  # the joiner never touches the registry: it may start at once
     http = httpx.Client(base_url=loop.url, timeout=10.0)
     admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
     try:
         wait_for(lambda: _serving_ready(loop, http), 60, "serving to be ready", loop.logs)
-        loop.start("join")
         loop.start("train")
         with prometheus_server(loop) as url, httpx.Client(base_url=url, timeout=10.0) as prom:
             served = 0
