@@ -15,6 +15,7 @@ Example:
 
 from __future__ import annotations
 
+import heapq
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Generic, Protocol, TypeVar
@@ -239,3 +240,84 @@ def cap_per_user(batch: Sequence[F], cap: int | None) -> tuple[list[F], int]:
 
 def _prediction_id(item: Any) -> str:
     return str(item.prediction_id)
+
+
+class Stamped(Protocol):
+    """An example with the times the joiner gives it (``streams.schemas.Example`` fits)."""
+
+    @property
+    def ts_prediction(self) -> int: ...
+
+    @property
+    def ts_label(self) -> int: ...
+
+
+S = TypeVar("S", bound=Stamped)
+
+
+class CohortBuffer(Generic[S]):
+    """Releases examples by prediction time, once every label of their cohort is known.
+
+    Why: the joiner emits a click's example when the click comes (seconds after the
+    prediction) and a no-click's only when the window closes. In order of arrival, the
+    examples of the last ``wait_ms`` are clicks of recent predictions mixed with no-clicks of
+    older ones: right after a start almost only clicks, and after a drift the new world's
+    clicks with the old world's no-clicks. A model learning that stream, and a gate judging
+    calibration on it, see a click rate that is nobody's. Held until the label watermark (the
+    latest ``ts_label`` seen) is ``wait_ms`` past their prediction, examples come out as whole
+    cohorts, in prediction-time order, with the click rate of their time. The price: a click
+    is learnt ``wait_ms`` later (a no-click about when it would have been anyway).
+
+    ``wait_ms`` should cover the joiner's attribution window plus its allowed lateness (the
+    trainer sets it so); 0 releases everything at once. Memory: what arrives within
+    ``wait_ms``, at most ``max_held`` (the oldest are released early beyond it, counted in
+    ``forced``).
+
+    Example:
+        >>> from types import SimpleNamespace as E
+        >>> buf = CohortBuffer(wait_ms=100)
+        >>> buf.add(E(ts_prediction=0, ts_label=20, label=1))
+        >>> buf.add(E(ts_prediction=10, ts_label=30, label=1))
+        >>> buf.release()  # watermark 30: no cohort complete yet
+        []
+        >>> buf.add(E(ts_prediction=5, ts_label=105, label=0))  # 0's window closed at 100
+        >>> [(e.ts_prediction, e.label) for e in buf.release()]  # watermark 105
+        [(0, 1), (5, 0)]
+        >>> len(buf), [e.ts_prediction for e in buf.flush()]
+        (1, [10])
+    """
+
+    def __init__(self, wait_ms: int, max_held: int = 200_000) -> None:
+        if wait_ms < 0 or max_held < 1:
+            raise ValueError("need wait_ms >= 0 and max_held >= 1")
+        self.wait_ms, self.max_held = wait_ms, max_held
+        self.watermark: int | None = None
+        self.forced = 0
+        self._heap: list[tuple[int, int, S]] = []
+        self._seq = 0
+
+    def __len__(self) -> int:
+        return len(self._heap)
+
+    def add(self, example: S) -> None:
+        heapq.heappush(self._heap, (int(example.ts_prediction), self._seq, example))
+        self._seq += 1
+        ts = int(example.ts_label)
+        self.watermark = ts if self.watermark is None else max(self.watermark, ts)
+
+    def release(self) -> list[S]:
+        """The examples whose cohort is complete, oldest prediction first."""
+        out: list[S] = []
+        if self.watermark is None:
+            return out
+        edge = self.watermark - self.wait_ms
+        while self._heap and (self._heap[0][0] <= edge or len(self._heap) > self.max_held):
+            if self._heap[0][0] > edge:
+                self.forced += 1
+            out.append(heapq.heappop(self._heap)[2])
+        return out
+
+    def flush(self) -> list[S]:
+        """Everything held, oldest prediction first (a shutdown, or ``wait_ms`` = 0)."""
+        out = [heapq.heappop(self._heap)[2] for _ in range(len(self._heap))]
+        return out
