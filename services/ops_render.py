@@ -188,10 +188,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     drawn = render(args.prometheus, args.out, minutes=args.minutes,
                    titles=args.panels or KEY_PANELS, rate_interval=args.rate_interval)
+    print_drawn(drawn, args.out)
+    return 0
+
+
+def print_drawn(drawn: dict[str, int], out: Path) -> None:
+    """What ``render`` drew, a line a panel (a panel without data says 0)."""
     for title, n in drawn.items():
         print(f"{n:3d} series  {title}")
-    print(f"wrote {args.out}")
-    return 0
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":
