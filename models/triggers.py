@@ -169,6 +169,14 @@ class Trigger(Protocol):
         """Another model is champion now."""
         ...
 
+    def state(self) -> dict[str, Any]:
+        """What a restart resumes (JSON-ready)."""
+        ...
+
+    def load_state(self, state: Mapping[str, Any]) -> None:
+        """Inverse of ``state``."""
+        ...
+
 
 class VolumeTrigger:
     """Every N labels since the last training, and/or +x % labelled data."""
@@ -206,6 +214,14 @@ class VolumeTrigger:
     def new_champion(self) -> None:
         pass
 
+    def state(self) -> dict[str, Any]:
+        return {"since": self.since, "total_trained": self.total_trained,
+                "latched": self.latched}
+
+    def load_state(self, state: Mapping[str, Any]) -> None:
+        self.since, self.total_trained = int(state["since"]), int(state["total_trained"])
+        self.latched = bool(state["latched"])
+
 
 class TimeTrigger:
     """Every T ms of the caller's clock since the last training (or the first batch)."""
@@ -232,6 +248,13 @@ class TimeTrigger:
 
     def new_champion(self) -> None:
         pass
+
+    def state(self) -> dict[str, Any]:
+        return {"last_ms": self.last_ms, "latched": self.latched}
+
+    def load_state(self, state: Mapping[str, Any]) -> None:
+        last = state["last_ms"]
+        self.last_ms, self.latched = None if last is None else int(last), bool(state["latched"])
 
 
 class PerformanceTrigger:
@@ -287,6 +310,14 @@ class PerformanceTrigger:
         self.rolling.clear()
         self._ref = []
 
+    def state(self) -> dict[str, Any]:
+        return {"reference": list(self._ref), "rolling": list(self.rolling)}
+
+    def load_state(self, state: Mapping[str, Any]) -> None:
+        self._ref = [float(x) for x in state["reference"]][: self.reference_size]
+        self.rolling.clear()
+        self.rolling.extend(float(x) for x in state["rolling"])
+
 
 class DriftTrigger:
     """An upward alarm of a concept-drift detector on the champion's per-example loss."""
@@ -309,6 +340,12 @@ class DriftTrigger:
 
     def new_champion(self) -> None:
         self.detector.reset()
+
+    def state(self) -> dict[str, Any]:
+        return {}  # river's detector internals are not kept: a restart starts it afresh
+
+    def load_state(self, state: Mapping[str, Any]) -> None:
+        pass
 
 
 class Triggers:
@@ -373,6 +410,17 @@ class Triggers:
         """What depends on the champion restarts (performance reference, drift detector)."""
         for t in self.triggers:
             t.new_champion()
+
+    def state(self) -> list[dict[str, Any]]:
+        """Each trigger's state, tagged with its kind."""
+        return [{"kind": t.kind, **t.state()} for t in self.triggers]
+
+    def load_state(self, states: Sequence[Mapping[str, Any]]) -> None:
+        """Inverse of ``state``; a trigger of another kind (configuration changed) starts
+        afresh."""
+        for trigger, state in zip(self.triggers, states, strict=False):
+            if state.get("kind") == trigger.kind:
+                trigger.load_state(state)
 
 
 class TriggeredPolicy:
@@ -494,11 +542,13 @@ class TriggeredPolicy:
         self.evidence = None
 
     def state(self) -> dict[str, Any]:
-        """The counters a restart resumes (JSON-ready; detector internals are not kept)."""
+        """What a restart resumes besides the buffer (JSON-ready): counters and the triggers'
+        state; a drift detector starts afresh (it needs some history before it alarms)."""
         return {
             "held": [asdict(f) for f in self.held], "counts": dict(self.counts),
             "trainings": self.trainings, "total_trained": self.total_trained,
             "dropped": self.dropped, "evidence": self.evidence,
+            "triggers": self.triggers.state(),
         }
 
     def load_state(self, state: Mapping[str, Any]) -> None:
@@ -511,6 +561,4 @@ class TriggeredPolicy:
         self.dropped = int(state.get("dropped", 0))
         evidence = state.get("evidence")
         self.evidence = None if evidence is None else int(evidence)
-        for trigger in self.triggers.triggers:  # the growth trigger's base; clocks restart
-            if isinstance(trigger, VolumeTrigger):
-                trigger.total_trained = self.total_trained
+        self.triggers.load_state(state.get("triggers", []))

@@ -37,6 +37,7 @@ from config.settings import (
 from models import Model, build_model
 from models.policies import train_from_scratch
 from models.registry import ModelRecord
+from models.triggers import TriggeredPolicy
 from services.registry import RedisRegistry
 from services.stack.manager import Stack
 from services.trainer import Trainer
@@ -116,7 +117,7 @@ def wait_for(condition: Callable[[], Any], timeout_s: float, what: str) -> Any:
 def in_process(kafka: KafkaSettings, registry: RedisRegistry, *,
                triggers: TriggerSettings | None = None, drift: DriftSettings | None = None,
                **overrides: Any) -> Trainer:
-    group = f"test-trainer-{uuid.uuid4().hex[:8]}"
+    group = overrides.pop("group_id", f"test-trainer-{uuid.uuid4().hex[:8]}")
     cfg = TrainerSettings(**{
         **SMALL, "group_id": group, "batch_size": 500, "max_wait_ms": 200,
         "checkpoint_interval_ms": 0, "metrics_port": 0, "lock_ttl_ms": 2_000,
@@ -524,3 +525,35 @@ def test_a_drift_in_the_label_stream_raises_the_alarm_and_the_drift_trigger(
     assert sample(trainer, "streamlearn_trainer_trigger_firings_total", kind="drift") == 1
     assert sample(trainer, "streamlearn_trainer_trigger_trainings_total") == 1
     assert trainer.drift.alarms[-1].startswith("drift: adwin: champion log loss rose from")
+
+
+def test_a_restarted_triggered_trainer_resumes_its_buffer_and_trigger_counts(
+    make_topics: Callable[..., KafkaSettings], registry: RedisRegistry
+) -> None:
+    kafka = make_topics(partitions=2)
+    produce(kafka, stream_of(1_500, seed=14, prefix="a"))
+    later = stream_of(1_000, seed=15, prefix="b")
+    volume = TriggerSettings(volume_every_labels=2_000, performance_tolerance=0,
+                             drift_detector="none")
+    group = f"test-trainer-{uuid.uuid4().hex[:8]}"
+    first = in_process(kafka, registry, mode="triggered", triggers=volume, group_id=group)
+    run_until(first, lambda: first.totals.trained == 1_500)  # checkpoints, then closes
+    buffered = len(first.policy.buffer)  # type: ignore[attr-defined]
+    assert buffered == 1_500 - first.totals.capped
+
+    second = in_process(kafka, registry, mode="triggered", triggers=volume, group_id=group,
+                        lock_ttl_ms=60_000)
+    try:
+        policy = second.policy
+        assert isinstance(policy, TriggeredPolicy)
+        assert len(policy.buffer) == buffered and policy.trainings == 0
+        assert policy.triggers.triggers[0].since == 1_500  # type: ignore[attr-defined]
+        produce(kafka, later)
+        wait_until(second, lambda: second.totals.trained == 2_500)
+    finally:
+        second.close()
+    # 500 more labels made 2,000: one firing, and the challenger learnt what both processes
+    # buffered (less what the per-user cap kept out).
+    assert sample(second, "streamlearn_trainer_trigger_firings_total", kind="volume") == 1
+    assert policy.trainings == 1
+    assert policy.total_trained + len(policy.buffer) == 2_500 - second.totals.capped

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import orjson
 import pytest
 
 from models import Model, build_model
@@ -170,17 +171,26 @@ def test_a_drift_fires_the_drift_trigger_and_the_gate_promotes_the_adapted_chall
     assert policy.counts["drift"] >= 1
 
 
-def test_state_round_trips_the_counters() -> None:
+def test_state_round_trips_the_counters_and_the_triggers() -> None:
     champion = build_model("fm", **FM)
-    policy = TriggeredPolicy(champion, triggers(volume_every_labels=512), min_evidence=10_000)
-    for i, batch in enumerate(batches(make_examples(2_048, seed=10), 512)):
-        policy.process(champion, batch, now_ms=i)
-    again = TriggeredPolicy(champion, triggers(volume_every_labels=512), min_evidence=10_000)
-    again.load_state(policy.state())
+    cfg = {"volume_every_labels": 512, "time_every_ms": 10_000, "performance_tolerance": 0.1,
+           "performance_window": 256, "performance_reference": 600}
+    policy = TriggeredPolicy(champion, triggers(**cfg), min_evidence=10_000)
+    for i, batch in enumerate(batches(make_examples(2_148, seed=10), 512)):
+        policy.process(champion, batch, now_ms=1_000 * i)
+    again = TriggeredPolicy(champion, triggers(**cfg), min_evidence=10_000)
+    again.load_state(orjson.loads(orjson.dumps(policy.state())))  # as a checkpoint keeps it
     assert again.state() == policy.state()
     assert again.awaiting_evidence and again.counts["volume"] == 2
     assert again.held == [Firing("volume", "volume: 512 labels since the last training "
                                            "(every 512)")]
+    volume, clock, perf = again.triggers.triggers
+    assert volume.since == 3 * 512 + 100 and clock.last_ms == 0  # type: ignore[attr-defined]
+    assert perf.reference == policy.triggers.triggers[2].reference  # type: ignore[attr-defined]
+    # A trigger configured differently since does not take another kind's state.
+    other = TriggeredPolicy(champion, triggers(time_every_ms=5), min_evidence=10_000)
+    other.load_state(policy.state())
+    assert other.triggers.triggers[0].last_ms is None  # type: ignore[attr-defined]
 
 
 def test_bad_sizes_are_refused() -> None:
