@@ -286,6 +286,9 @@ class DriftSettings(_Section):
     # Concept drift on the champion's loss, in every mode (triggered mode alarms through its
     # drift trigger instead): adwin, page_hinkley or none.
     loss_detector: Literal["adwin", "page_hinkley", "none"] = "adwin"
+    # A concept-drift alarm re-freezes the gate's sanity set from the next examples: a set of
+    # the old behaviour would reject every challenger that adapted as "forgetting".
+    refresh_sanity_on_alarm: bool = True
     score_drift: bool = True
     slice_feature: str = ""  # "" = no slices
     max_slices: int = Field(8, ge=2, le=50)

@@ -334,11 +334,19 @@ class Trainer:
         for r in batch:  # duplicates and refused examples are done with too
             self.ledger.consumed(r.partition, r.offset, trained=id(r) in fresh_ids)
         self._account(result, len(fresh), n_dup)
-        self.drift.observe([r.example for r in fresh], result)
+        concept_drift = self.drift.observe([r.example for r in fresh], result)
         if isinstance(self.policy, TriggeredPolicy):
             self._account_triggers(result, self.policy)
+            concept_drift = concept_drift or any(f.kind == "drift" for f in result.fired)
         if len(self.sanity) < self.cfg.sanity_size:
             self.sanity.extend(r.example for r in fresh[: self.cfg.sanity_size - len(self.sanity)])
+        if concept_drift and self.drift.cfg.refresh_sanity_on_alarm and self.sanity:
+            # The old behaviour is no longer what a challenger must keep. The new set starts
+            # with the next batch: this one may straddle the change.
+            self.sanity = []
+            self._dirty = True
+            self.console.print(f"  sanity set refreshed: the next {self.cfg.sanity_size} "
+                               "examples form a new one")
         self._maybe_gate(result)
 
     def _drop_unlearnable(self, fresh: list[Received]) -> list[Received]:

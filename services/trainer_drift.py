@@ -51,10 +51,14 @@ class DriftWatch:
         self._above: set[str] = set()  # PSI alarms count rising edges, not every batch above
         self.alarms: list[str] = []  # reasons, most recent last (bounded)
 
-    def observe(self, examples: Sequence[Example], result: StepResult) -> None:
-        """One scored micro-batch: ``examples`` in the order of ``result``'s arrays."""
+    def observe(self, examples: Sequence[Example], result: StepResult) -> bool:
+        """One scored micro-batch: ``examples`` in the order of ``result``'s arrays.
+
+        Returns:
+            True when the loss detector raised a concept-drift alarm on it.
+        """
         if not examples:
-            return
+            return False
         m = self.metrics
         if self.features is not None:
             self.features.update([e.features for e in examples])
@@ -82,6 +86,8 @@ class DriftWatch:
             alarm = self.detector.update(result.champion_losses)
             if alarm is not None:
                 self.alarm(alarm.detector, alarm.reason)
+                return True
+        return False
 
     def alarm(self, detector: str, reason: str) -> None:
         """Count and print one alarm (also used for the drift trigger's firings)."""

@@ -507,7 +507,7 @@ def test_a_drift_in_the_label_stream_raises_the_alarm_and_the_drift_trigger(
     only_drift = TriggerSettings(volume_every_labels=0, performance_tolerance=0,
                                  drift_detector="adwin")
     trainer = in_process(kafka, registry, mode="triggered", triggers=only_drift,
-                         sanity_size=0, lock_ttl_ms=60_000)
+                         sanity_size=300, lock_ttl_ms=60_000)
     try:
         wait_until(trainer, lambda: trainer.totals.trained == 5_000)
         # The same behaviour as the champion learnt: no alarm, no firing, nothing learnt.
@@ -525,6 +525,9 @@ def test_a_drift_in_the_label_stream_raises_the_alarm_and_the_drift_trigger(
     assert sample(trainer, "streamlearn_trainer_trigger_firings_total", kind="drift") == 1
     assert sample(trainer, "streamlearn_trainer_trigger_trainings_total") == 1
     assert trainer.drift.alarms[-1].startswith("drift: adwin: champion log loss rose from")
+    # The alarm re-froze the gate's sanity set from examples of the new behaviour.
+    assert len(trainer.sanity) == 300
+    assert all(e.prediction_id.startswith("post-") for e in trainer.sanity)
 
 
 def test_a_restarted_triggered_trainer_resumes_its_buffer_and_trigger_counts(
