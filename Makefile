@@ -12,6 +12,8 @@ SL          := $(BIN)/streamlearn
 SUDO        := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
 BENCH       ?= kafka
+SCENARIO    ?= sudden
+SECONDS     ?= 300
 
 .PHONY: help install system-deps up down status topics demo test test-unit test-integration \
         lint bench clean
@@ -54,9 +56,9 @@ down: ## stop exactly the processes 'make up' started
 status: ## what runs
 	@if [ -x $(SL) ]; then $(SL) stack status; else echo "not installed (no .venv)"; fi
 
-demo: install ## the main job: start the stack, show a prediction and a click round trip
+demo: install ## the main job: the whole loop on a scenario (SCENARIO=sudden, SECONDS=300), report in reports/demo
 	@was_up=0; $(SL) stack status >/dev/null 2>&1 && was_up=1; \
-	$(SL) stack up && $(SL) topics create && $(SL) demo roundtrip; rc=$$?; \
+	$(SL) stack up && $(SL) demo run --scenario $(SCENARIO) --seconds $(SECONDS); rc=$$?; \
 	if [ $$was_up = 0 ]; then $(SL) stack down; fi; exit $$rc
 
 lint: install ## ruff and mypy

@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from bench import joiner, kafka, serving, trainer
+from bench import joiner, kafka, quality, serving, trainer
 
 BENCHMARKS: dict[str, Callable[..., dict[str, Any]]] = {
     "joiner": joiner.run,
     "kafka": kafka.run,
+    "quality": quality.run,
     "serving": serving.run,
     "trainer": trainer.run,
 }

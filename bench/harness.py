@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ from pathlib import Path
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
 from config.settings import KafkaSettings
+from services.localloop import delete_topics, free_port, kafka_env
 from streams.joiner.policy import JoinPolicy
 from streams.joiner.scenario import RawMessage
 from streams.schemas import Example, decode_example
@@ -32,25 +32,6 @@ TEST_POLICY = JoinPolicy(
     attribution_window_ms=2_000, allowed_lateness_ms=15_000, max_event_lead_ms=15_000,
     idle_timeout_ms=16_000,
 )
-
-
-def kafka_env(k: KafkaSettings) -> dict[str, str]:
-    """The environment that points a streamlearn process at ``k``'s broker and topics."""
-    return {
-        "STREAMLEARN_KAFKA_BOOTSTRAP_SERVERS": k.bootstrap_servers,
-        "STREAMLEARN_KAFKA_PREDICTIONS_TOPIC": k.predictions_topic,
-        "STREAMLEARN_KAFKA_EVENTS_TOPIC": k.events_topic,
-        "STREAMLEARN_KAFKA_EXAMPLES_TOPIC": k.examples_topic,
-        "STREAMLEARN_KAFKA_DLQ_TOPIC": k.dlq_topic,
-        "STREAMLEARN_KAFKA_LATE_LABELS_TOPIC": k.late_labels_topic,
-        "STREAMLEARN_KAFKA_PARTITIONS": str(k.partitions),
-    }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -140,21 +121,6 @@ class JoinerCluster:
             f"--- {p.name}\n" + p.read_text(errors="replace")[-4000:]
             for p in sorted(self.workdir.glob("*.log"))
         )
-
-
-def delete_topics(bootstrap: str, names: Iterable[str]) -> None:
-    """Delete topics, ignoring those that do not exist."""
-    from confluent_kafka.admin import AdminClient
-
-    names = list(names)
-    if not names:
-        return
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    for future in admin.delete_topics(names, operation_timeout=30).values():
-        try:
-            future.result(timeout=30)
-        except KafkaException:
-            pass  # never created (e.g. a worker that did not get that far)
 
 
 def produce(kafka: KafkaSettings, messages: Iterable[RawMessage]) -> int:

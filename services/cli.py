@@ -23,6 +23,7 @@ from config.settings import (
     StackSettings,
     load,
 )
+from services.demo import add_demo_run_arguments, cmd_demo_run
 from services.registry_cli import (
     add_models_arguments,
     cmd_models_list,
@@ -32,7 +33,13 @@ from services.registry_cli import (
     cmd_models_show,
 )
 from services.serve_cli import add_serve_arguments, cmd_serve
-from services.simulate_cli import add_simulate_arguments, cmd_report, cmd_simulate
+from services.simulate_cli import (
+    add_freshness_arguments,
+    add_simulate_arguments,
+    cmd_freshness,
+    cmd_report,
+    cmd_simulate,
+)
 from services.stack.manager import Stack
 from services.stack.process import StackError
 from services.trainer_cli import add_train_arguments, cmd_retrain, cmd_train
@@ -161,11 +168,16 @@ def build_parser() -> argparse.ArgumentParser:
         "Kafka topics",
         {"create": ("create the configured topics (idempotent)", cmd_topics_create)},
     )
-    group(
+    demo = group(
         "demo",
         "demonstrations",
-        {"roundtrip": ("produce a prediction and a click, read both back", cmd_demo_roundtrip)},
+        {
+            "run": ("serve + join + train, a scenario's traffic, and its report (make demo)",
+                    cmd_demo_run),
+            "roundtrip": ("produce a prediction and a click, read both back", cmd_demo_roundtrip),
+        },
     )
+    add_demo_run_arguments(demo["run"])
     models = group(
         "models",
         "the model registry (Redis): versions, lineage, the champion",
@@ -202,6 +214,10 @@ def build_parser() -> argparse.ArgumentParser:
         "report", help="report.md + PNG plots from a `simulate --out DIR` directory")
     report.add_argument("dir", type=Path, help="the directory simulate --out wrote")
     report.set_defaults(func=cmd_report)
+    fresh = sub.add_parser(
+        "freshness", help="the value of data freshness: one model per training-data age")
+    add_freshness_arguments(fresh)
+    fresh.set_defaults(func=cmd_freshness)
     return parser
 
 

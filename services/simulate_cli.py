@@ -205,3 +205,57 @@ def _print_summary(s: dict[str, Any]) -> None:
     console.print(table)
     if s["last_error"]:
         console.print(f"[yellow]last HTTP error:[/] {s['last_error']}")
+
+
+def add_freshness_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--scenario", default="gradual",
+                        help="a world that keeps changing (default gradual)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--lags", default="0,2000,4000,8000,16000",
+                        help="comma-separated lags, in requests")
+    parser.add_argument("--window", type=int, default=4_000, help="requests trained on")
+    parser.add_argument("--evaluate", type=int, default=1_000, help="newest requests judged")
+    parser.add_argument("--model", default=None, help="model name (default: the trainer's)")
+    parser.add_argument("--out", type=Path, default=Path("reports/freshness"),
+                        help="where freshness.csv and freshness.png go")
+
+
+def cmd_freshness(args: argparse.Namespace) -> int:
+    """`streamlearn freshness`: the value of data freshness on a simulated world."""
+    from config.settings import TrainerSettings, load
+    from services.simulator import SimulatorError, build
+    from services.simulator.freshness import freshness, plot
+    from services.trainer import model_hyperparams
+
+    try:
+        lags = sorted({int(x) for x in args.lags.split(",") if x.strip()})
+        if not lags or min(lags) < 0 or args.window < 1 or args.evaluate < 1:
+            raise ValueError("lags must be >= 0, window and evaluate >= 1")
+        total = max(lags) + args.window + args.evaluate
+        knobs = {"drift_at": 0, "duration": total} if args.scenario == "gradual" else {}
+        scenario = build(args.scenario, args.seed, **knobs)
+    except (SimulatorError, ValueError) as err:
+        console.print(f"[red]error:[/] {err}")
+        return 2
+    trainer = load(TrainerSettings)
+    model = args.model or trainer.model
+    table = Table("lag (requests)", "trained on", "log loss", "optimal", "regret",
+                  title=f"value of data freshness: {model} on {scenario.name}")
+    columns = (TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True) as progress:
+        task = progress.add_task("training one model per lag", total=len(lags))
+        rows = freshness(scenario, model, model_hyperparams(trainer), lags=lags,
+                         window=args.window, evaluate=args.evaluate, seed=args.seed,
+                         on_lag=lambda row: progress.advance(task))
+    for r in rows:
+        table.add_row(f"{r.lag:,}", f"{r.examples:,}", _fmt(r.log_loss), _fmt(r.optimal),
+                      _fmt(r.regret))
+    console.print(table)
+    args.out.mkdir(parents=True, exist_ok=True)
+    with open(args.out / "freshness.csv", "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["lag", "examples", "log_loss", "optimal", "regret"])
+        writer.writerows([r.lag, r.examples, r.log_loss, r.optimal, r.regret] for r in rows)
+    png = plot(rows, args.out / "freshness.png", f"value of data freshness ({scenario.name})")
+    console.print(f"wrote {args.out / 'freshness.csv'} and {png}")
+    return 0

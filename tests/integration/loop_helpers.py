@@ -9,49 +9,22 @@ item's category only, which the cold-start champion (one prior CTR for everythin
 
 from __future__ import annotations
 
-import os
 import random
-import signal
-import socket
-import subprocess
-import sys
-import time
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import redis
-from confluent_kafka.admin import AdminClient
 
-from bench.harness import kafka_env
 from config.settings import KafkaSettings, RegistrySettings
+from services.localloop import REPO, LocalLoop, delete_topics, free_port, wait_for
 from services.registry import RedisRegistry
 
-REPO = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_for(condition: Callable[[], Any], timeout_s: float, what: str,
-             on_timeout: Callable[[], str] = lambda: "") -> Any:
-    """Poll ``condition`` until it returns something truthy; fail after ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}\n"
-                                 f"{on_timeout()}")
-        time.sleep(0.2)
+__all__ = ["REPO", "LoopStack", "free_port", "wait_for"]
 
 
 def scrape(port: int, prefix: str) -> dict[str, float] | None:
@@ -70,99 +43,8 @@ def scrape(port: int, prefix: str) -> dict[str, float] | None:
 
 # -- the processes -------------------------------------------------------------------------
 
-
-@dataclass
-class LoopStack:
-    """Serving, one joiner worker and the trainer on one set of topics and one registry prefix.
-
-    ``settings`` are extra ``STREAMLEARN_*`` variables given to all three processes (each only
-    reads its own sections). Every process is started in its own session, so ``stop`` ends it
-    with its children (the joiner's worker) by its process-group id and nothing else.
-    """
-
-    kafka: KafkaSettings
-    registry_prefix: str
-    signing_key: str
-    workdir: Path
-    settings: Mapping[str, str] = field(default_factory=dict)
-    tag: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
-    serving_port: int = field(default_factory=free_port)
-    joiner_metrics_port: int = field(default_factory=free_port)
-    trainer_metrics_port: int = field(default_factory=free_port)
-    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
-    _logs: list[IO[bytes]] = field(default_factory=list)
-
-    @property
-    def joiner_group(self) -> str:
-        return f"loop-joiner-{self.tag}"
-
-    @property
-    def joiner_topics(self) -> list[str]:
-        """The topics the joiner creates for its group: ticks and state (named by us), and
-        Faust's assignor topic. The test deletes them afterwards."""
-        group = self.joiner_group
-        return [f"{group}-ticks", f"{group}-state", f"{group}-__assignor-__leader"]
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.serving_port}"
-
-    def env(self) -> dict[str, str]:
-        k = self.kafka
-        return {
-            **os.environ,
-            **kafka_env(k),
-            "STREAMLEARN_REGISTRY_PREFIX": self.registry_prefix,
-            "STREAMLEARN_REGISTRY_SIGNING_KEY": self.signing_key,
-            "STREAMLEARN_SERVING_PORT": str(self.serving_port),
-            "STREAMLEARN_SERVING_ADMIN_TOKEN": uuid.uuid4().hex,  # nobody here promotes by hand
-            "STREAMLEARN_JOINER_GROUP_ID": self.joiner_group,
-            "STREAMLEARN_JOINER_TICKS_TOPIC": self.joiner_topics[0],
-            "STREAMLEARN_JOINER_STATE_TOPIC": self.joiner_topics[1],
-            "STREAMLEARN_JOINER_STATE_DIR": str(self.workdir / "joiner"),
-            "STREAMLEARN_JOINER_METRICS_PORT": str(self.joiner_metrics_port),
-            "STREAMLEARN_TRAINER_GROUP_ID": f"loop-trainer-{self.tag}",
-            "STREAMLEARN_TRAINER_METRICS_PORT": str(self.trainer_metrics_port),
-            **self.settings,
-        }
-
-    def start(self, name: str, *args: str) -> None:
-        """Start ``streamlearn <name> <args>`` with its output in ``<workdir>/<name>.log``."""
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        log = open(self.workdir / f"{name}.log", "ab")  # noqa: SIM115 - closed in stop()
-        self._logs.append(log)
-        self.procs[name] = subprocess.Popen(
-            [sys.executable, "-m", "services.cli", name, *args], cwd=REPO, env=self.env(),
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )
-
-    def check_alive(self) -> None:
-        """Fail at once, with the logs, when one of the processes has exited."""
-        for name, proc in self.procs.items():
-            if proc.poll() is not None:
-                raise AssertionError(f"{name} exited with {proc.returncode}\n{self.logs()}")
-
-    def stop(self) -> None:
-        """SIGTERM every process group, SIGKILL those still there after 20 s."""
-        for proc in self.procs.values():
-            _signal_group(proc, signal.SIGTERM)
-        deadline = time.monotonic() + 20
-        for proc in self.procs.values():
-            try:
-                proc.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                pass
-            # The group too: a child (the joiner's worker) may outlive its parent.
-            _signal_group(proc, signal.SIGKILL)
-            proc.wait(10)
-        self.procs.clear()
-        for log in self._logs:
-            log.close()
-        self._logs.clear()
-
-    def logs(self, tail: int = 3000) -> str:
-        return "\n".join(f"--- {p.name}\n" + p.read_text(errors="replace")[-tail:]
-                         for p in sorted(self.workdir.glob("*.log")))
+# The closed-loop tests' name for the three processes (the demo and benchmarks use it too).
+LoopStack = LocalLoop
 
 
 @contextmanager
@@ -188,19 +70,7 @@ def running_loop(kafka: KafkaSettings, registry: RedisRegistry, signing_key: str
         yield stack
     finally:
         stack.stop()
-        admin = AdminClient({"bootstrap.servers": kafka.bootstrap_servers})
-        for future in admin.delete_topics(stack.joiner_topics, operation_timeout=30).values():
-            try:
-                future.result(timeout=30)
-            except Exception:  # noqa: BLE001, S110 - the joiner may not have created them
-                pass
-
-
-def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
-    try:
-        os.killpg(proc.pid, sig)  # its own session: the group id is its pid
-    except ProcessLookupError:
-        pass
+        delete_topics(kafka.bootstrap_servers, stack.joiner_topics)
 
 
 # -- the traffic ---------------------------------------------------------------------------

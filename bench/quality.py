@@ -1,0 +1,284 @@
+"""`python -m bench quality`: the four stages of continual learning, side by side, on one scenario.
+
+Every stage serves the same seeded traffic from the simulator (``services.simulator``) with its
+true click probabilities, and differs only in how the champion changes:
+
+1. ``frozen``     the initial champion, never updated;
+2. ``stateless``  scheduled retraining from scratch over a sliding window (the trainer's
+                  stateless mode with its default schedule);
+3. ``stateful``   a replica of the champion fine-tuned on every 512-label micro-batch, the gate
+                  asked after every batch (the trainer's stateful mode);
+4. ``continual``  trigger-driven: train and ask the gate when a trigger fires
+                  (``models.triggers``), when that module is present.
+
+It is an in-process replay of the loop, not the services: the champion scores each request's
+candidates on the features serving logs (``model_features``); users see the top ``k`` and click
+with their true p after a log-normal delay (``respond``); a shown prediction's label is known at
+its click or when the attribution window closes, as the joiner emits it; labels reach the
+learner (``models.learner.Learner``: the trainer's policy and gate) in micro-batches; a
+promotion serves from the next request. Time is simulated (``rate`` requests per second), so a
+run takes seconds and is exactly reproducible; the services' own speed is measured by the
+joiner, trainer and serving benchmarks.
+
+All stages start from one *warm* champion: a model trained on ``warmup`` requests of the
+scenario's traffic before the measured run (a model is deployed trained, then drifts). Regret
+is the mean log loss above the Bayes-optimal (the true p) over every label of the measured run.
+``recovery_labels`` counts the stateful stage's labels after the first drift point until its
+rolling log loss (256 labels) is back within 5 % of the optimal. ``bot_attack_logloss_delta``
+is the stateful stage's served log loss on genuine users with the ``bot-attack`` scenario over
+the same run without it, minus 1 (both after the attack starts).
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from config.settings import GateSettings, TrainerSettings
+from models.base import Model
+from models.learner import LabelDrift, Learner
+from models.microbatch import CohortBuffer
+from services.serving_schemas import PredictRequest
+from services.serving_scoring import model_features
+from services.simulator import Behaviour, build
+from services.simulator.accounting import RecoveryTracker, log_loss
+from services.simulator.behaviour import respond
+from services.simulator.scenarios import Scenario
+from services.simulator.warmup import warm_model
+from services.simulator.world import World
+from services.trainer import build_policy, gate_config, new_model
+
+STAGES = ("frozen", "stateless", "stateful", "continual")
+
+
+@dataclass(frozen=True)
+class QualityConfig:
+    """One benchmark run: the scenario, its length and the loop's timing."""
+
+    scenario: str = "sudden"
+    seed: int = 0
+    warmup: int = 3_000  # requests the initial champion is trained on
+    requests: int = 8_000  # measured requests after the warm-up
+    drift_after: int = 2_000  # measured requests before the drift point
+    rate: float = 10.0  # simulated requests per second
+    window_ms: int = 10_000  # the joiner's attribution window
+    k: int = 5  # items shown per response
+    batch_size: int = 512
+    recovery_window: int = 256
+    recovery_tolerance: float = 0.05
+
+
+@dataclass
+class StageResult:
+    stage: str
+    labels: int = 0
+    regret: float = math.nan
+    system: float = math.nan
+    optimal: float = math.nan
+    genuine_system: float = math.nan  # served log loss on genuine users' labels after the drift
+    recovery_labels: int | None = None
+    promotions: int = 0
+    rejections: int = 0
+    decisions: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(order=True)
+class _Due:
+    due_ms: int
+    seq: int
+    label: int = field(compare=False)
+    served: float = field(compare=False)
+    optimal: float = field(compare=False)
+    genuine: bool = field(compare=False)
+    after_drift: bool = field(compare=False)
+    example: _Example = field(compare=False)
+
+
+@dataclass(frozen=True)
+class _Example:
+    """A labelled example as the joiner emits it (what the learner and the cohorts need)."""
+
+    prediction_id: str
+    label: int
+    features: dict[str, Any]
+    ts_prediction: int
+    ts_label: int
+
+
+def warm_champion(scenario: Scenario, world: World, cfg: QualityConfig,
+                  settings: TrainerSettings) -> Model:
+    """The trainer's configured model after the warm-up requests (``warm_model``)."""
+    return warm_model(new_model(settings), scenario, world, requests=cfg.warmup, k=cfg.k,
+                      batch_size=cfg.batch_size, seed=cfg.seed)
+
+
+def run_stage(stage: str, scenario: Scenario, world: World, initial: Model,
+              cfg: QualityConfig, settings: TrainerSettings, gate: GateSettings,
+              progress: Any = None, verbose: bool = False) -> StageResult:
+    """Serve ``cfg.requests`` requests after the warm-up with ``stage``'s learning."""
+    champion = initial.clone()
+    learner: Learner | None = None
+    if stage != "frozen":
+        policy = _policy(stage, champion, settings)
+        every = {"stateful": settings.batch_size, "continual": None}
+        learner = Learner(champion, policy, gate_config(gate),
+                          gate_every=every.get(stage, settings.gate_every_examples),
+                          sanity_size=settings.sanity_size,
+                          window_max=settings.gate_window_max, drift=LabelDrift())
+    behaviour = Behaviour(k=cfg.k)
+    cap = max(1, cfg.window_ms - behaviour.impression_delay_max_ms - 100)
+    behaviour = replace(behaviour, click_delay_cap_ms=min(behaviour.click_delay_cap_ms, cap))
+    drift = cfg.warmup + cfg.drift_after
+    heap: list[_Due] = []
+    batch: list[_Example] = []
+    cohorts: CohortBuffer[_Example] = CohortBuffer(cfg.window_ms)
+    recovery = RecoveryTracker(cfg.recovery_window, cfg.recovery_tolerance)
+    out = StageResult(stage)
+    regret_sum = system_sum = optimal_sum = 0.0
+    genuine_sum, genuine_n = 0.0, 0
+    seq = 0
+    step_ms = 1000.0 / cfg.rate
+    task = progress.add_task(stage, total=cfg.requests) if progress else None
+
+    def take(now_ms: int) -> None:
+        nonlocal champion, regret_sum, system_sum, optimal_sum, genuine_sum, genuine_n
+        while heap and heap[0].due_ms <= now_ms:
+            d = heapq.heappop(heap)
+            s, o = log_loss(d.label, d.served), log_loss(d.label, d.optimal)
+            out.labels += 1
+            regret_sum += s - o
+            system_sum += s
+            optimal_sum += o
+            if d.after_drift:
+                if recovery.recovered is None and recovery._n is None:  # noqa: SLF001
+                    recovery.drift()
+                recovery.update(s, o)
+                if d.genuine:
+                    genuine_sum += s
+                    genuine_n += 1
+            if learner is None:
+                continue
+            cohorts.add(d.example)
+        if learner is None:
+            return
+        for example in cohorts.release():
+            batch.append(example)
+            if len(batch) >= cfg.batch_size:
+                decision = learner.step(list(batch), now_ms)
+                batch.clear()
+                if decision is not None:
+                    key = f"{decision.outcome}:{decision.rule}"
+                    out.decisions[key] = out.decisions.get(key, 0) + 1
+                    if verbose:
+                        print(d.due_ms, key, decision.reason)
+                champion = learner.champion
+
+    t0 = 1_763_800_000_000
+    for j in range(cfg.requests):
+        n = cfg.warmup + j
+        now = t0 + int(j * step_ms)
+        take(now)
+        request = scenario.request(world, n)
+        body = request.body()
+        features = model_features(PredictRequest.model_validate(body))
+        scores = champion.predict_proba_many(features)
+        order = np.argsort(-scores, kind="stable")
+        predictions = [{"prediction_id": f"{n}-{i}", "item_id": body["candidates"][i]["item_id"],
+                        "score": float(scores[i]), "rank": r + 1}
+                       for r, i in enumerate(order)]
+        outcome = respond(request, predictions, now, behaviour, cfg.seed)
+        clicks = {e["prediction_id"]: int(e["ts"]) for e in outcome.events
+                  if e["type"] == "click"}
+        for truth in outcome.shown:
+            i = int(truth.prediction_id.rsplit("-", 1)[1])
+            click = clicks.get(truth.prediction_id)
+            clicked = click is not None and click - now <= cfg.window_ms
+            due = click if clicked and click is not None else now + cfg.window_ms
+            example = _Example(truth.prediction_id, int(clicked), features[i], now, due)
+            heapq.heappush(heap, _Due(due, seq, int(clicked), truth.score, truth.true_p,
+                                      truth.genuine, n >= drift, example))
+            seq += 1
+        if task is not None and j % 200 == 0:
+            progress.update(task, completed=j)
+    take(2**62)
+    if task is not None:
+        progress.update(task, completed=cfg.requests)
+    n = max(out.labels, 1)
+    out.regret, out.system, out.optimal = regret_sum / n, system_sum / n, optimal_sum / n
+    out.genuine_system = genuine_sum / genuine_n if genuine_n else math.nan
+    out.recovery_labels = recovery.recovered
+    if learner is not None:
+        out.promotions, out.rejections = learner.counts.promotions, learner.counts.rejections
+    return out
+
+
+def _policy(stage: str, champion: Model, settings: TrainerSettings) -> Any:
+    if stage == "continual":
+        from models.triggers import TriggeredPolicy  # issue 7's trigger-driven policy
+
+        return TriggeredPolicy(champion)
+    return build_policy(stage, champion, settings)
+
+
+def _stages() -> tuple[str, ...]:
+    try:
+        import models.triggers  # noqa: F401
+    except ImportError:
+        return STAGES[:3]
+    return STAGES
+
+
+def run_scenario(cfg: QualityConfig, stages: Sequence[str], console: Console | None = None,
+                 ) -> dict[str, StageResult]:
+    settings, gate = TrainerSettings(), GateSettings()
+    scenario = build(cfg.scenario, cfg.seed, drift_at=cfg.warmup + cfg.drift_after)
+    world = scenario.world()
+    initial = warm_champion(scenario, world, cfg, settings)
+    columns = (TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn())
+    results = {}
+    with Progress(*columns, console=console, transient=True, disable=console is None) as bar:
+        for stage in stages:
+            results[stage] = run_stage(stage, scenario, world, initial, cfg, settings, gate, bar)
+    return results
+
+
+def run(quick: bool = False, console: Console | None = None, scenario: str = "sudden",
+        ) -> dict[str, Any]:
+    cfg = QualityConfig(scenario=scenario)
+    if quick:
+        cfg = replace(cfg, warmup=1_000, requests=2_500, drift_after=800)
+    say = console.print if console else (lambda *a, **k: None)
+    stages = _stages()
+    results = run_scenario(cfg, stages, console)
+    for r in results.values():
+        say(f"{r.stage:>10}: regret {r.regret:.4f}  log loss {r.system:.4f} (optimal "
+            f"{r.optimal:.4f})  promotions {r.promotions}  rejections {r.rejections}  "
+            f"recovery {r.recovery_labels}")
+    clean = run_scenario(replace(cfg, scenario="stationary"), ["stateful"], console)["stateful"]
+    attacked = run_scenario(replace(cfg, scenario="bot-attack"), ["stateful"],
+                            console)["stateful"]
+    delta = attacked.genuine_system / clean.genuine_system - 1.0
+    say(f"bot attack: genuine users' log loss {attacked.genuine_system:.4f} vs "
+        f"{clean.genuine_system:.4f} without ({delta:+.2%})")
+    stateful = results["stateful"]
+    return {
+        "scenario": cfg.scenario,
+        "regret": {s: _round(results[s].regret) if s in results else None for s in STAGES},
+        "recovery_labels": stateful.recovery_labels,
+        "promotions": stateful.promotions,
+        "rejections": stateful.rejections,
+        "bot_attack_logloss_delta": _round(delta),
+        "stages": {s: asdict(r) for s, r in results.items()},
+        "config": asdict(cfg),
+    }
+
+
+def _round(x: float) -> float | None:
+    return None if math.isnan(x) else round(x, 5)
