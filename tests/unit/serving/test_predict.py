@@ -12,6 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 import services.serving_body
+import services.serving_metrics
 import services.serving_scoring
 from models.base import Model
 from services.serving_context import ServingContext
@@ -167,7 +168,8 @@ def test_huge_numbers_are_scored_not_crashed_on(client: TestClient, sink: ListSi
     assert isinstance(decode_prediction(sink.on("predictions")[0][1]), Prediction)
 
 
-@pytest.mark.parametrize("module", [services.serving_scoring, services.serving_body])
+@pytest.mark.parametrize("module", [services.serving_scoring, services.serving_body,
+                                    services.serving_metrics])
 def test_docstring_examples(module: Any) -> None:
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
     assert result.failed == 0 and result.attempted > 0
