@@ -109,6 +109,9 @@ class KafkaSink:
         batch: list[dict[str, Any]] = [{"key": key, "value": value} for key, value in messages]
         try:
             queued = self._producer.produce_batch(topic, batch)
+        except BufferError:  # documented for a full queue, though 2.16 marks messages instead
+            self._metrics.produce_error(topic, "overflow", len(batch))
+            return
         except (KafkaException, ValueError, TypeError) as exc:
             log.error("could not queue %d messages for %s: %s", len(batch), topic, exc)
             self._metrics.produce_error(topic, "produce", len(batch))
