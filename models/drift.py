@@ -5,7 +5,9 @@ say (``services.trainer_metrics``). Four kinds of monitor:
 
 * ``LossDriftDetector``: concept drift on the label stream. River's ADWIN or Page-Hinkley runs
   on the champion's per-example log loss; an *increase* of the mean loss is an alarm (a model
-  that got better, e.g. after a promotion, is not drift).
+  that got better, e.g. after a promotion, is not drift). A second ADWIN watches the
+  champion's calibration, the residual label − score: a drift that removes clicks can *lower*
+  the loss of a model that now over-predicts, but it moves the residual mean away from 0.
 * ``FeatureDriftMonitor``: per-feature drift of the current window against a reference window
   (the first examples seen): PSI for categorical features (top categories of the reference,
   the rest pooled as "other") and for numeric ones (binned at the reference's quantiles), plus
@@ -45,6 +47,8 @@ class DriftAlarm:
 
     Attributes:
         detector: ``adwin`` or ``page_hinkley`` (a bounded metrics label).
+        signal: ``loss`` (the mean loss rose) or ``calibration`` (the mean of label − score
+            moved away from 0; always ADWIN's).
         at: Index in the batch of the value that raised it.
         seen: Values the detector had seen since its last reset when it raised it.
         before: Mean loss the detector estimated just before the change.
@@ -57,10 +61,15 @@ class DriftAlarm:
     seen: int
     before: float
     after: float
+    signal: Literal["loss", "calibration"] = "loss"
 
     @property
     def reason(self) -> str:
         """One human sentence."""
+        if self.signal == "calibration":
+            return (f"{self.detector}: champion calibration moved, mean (label - score) from "
+                    f"{self.before:+.4f} to {self.after:+.4f} (alarm after {self.seen} "
+                    "examples)")
         return (f"{self.detector}: champion log loss rose from {self.before:.4f} to "
                 f"{self.after:.4f} (alarm after {self.seen} examples)")
 
@@ -75,6 +84,7 @@ class LossDriftDetector:
         ph_delta: Page-Hinkley's tolerated deviation per value.
         ph_threshold: Page-Hinkley's alarm threshold (lambda), in loss units summed.
         min_examples: Values before any alarm (ADWIN's grace period, PH's min_instances).
+        calibration: Also run ADWIN on the residuals ``update`` is given.
     """
 
     def __init__(
@@ -85,6 +95,7 @@ class LossDriftDetector:
         ph_delta: float = 0.005,
         ph_threshold: float = 50.0,
         min_examples: int = 30,
+        calibration: bool = True,
     ) -> None:
         if detector not in DETECTORS:
             raise ValueError(f"unknown drift detector {detector!r}; known: {DETECTORS}")
@@ -96,6 +107,7 @@ class LossDriftDetector:
             "adwin_delta": adwin_delta, "ph_delta": ph_delta, "ph_threshold": ph_threshold,
             "min_examples": min_examples,
         }
+        self.calibration = calibration
         self.alarms = 0
         self.reset()
 
@@ -112,13 +124,42 @@ class LossDriftDetector:
             )
         self._sum = 0.0
         self.seen = 0
+        self._residual: Any = (river_drift.ADWIN(delta=p["adwin_delta"],
+                                                 grace_period=p["min_examples"])
+                               if self.calibration else None)
+        self._residual_seen = 0
 
-    def update(self, losses: np.ndarray) -> DriftAlarm | None:
-        """Feed one batch of per-example losses; the first upward alarm in it, if any.
+    def update(self, losses: np.ndarray, residuals: np.ndarray | None = None,
+               ) -> DriftAlarm | None:
+        """Feed one batch of per-example losses (and label − score residuals, aligned);
+        the first alarm in it, if any: a rise of the loss, else a calibration move.
 
-        The detector goes on reading the rest of the batch after an alarm (ADWIN has then
+        The detectors go on reading the rest of the batch after an alarm (ADWIN has then
         dropped the old regime, Page-Hinkley restarts), so one batch gives at most one alarm.
         """
+        alarm = self._update_loss(losses)
+        if residuals is not None and self._residual is not None:
+            moved = self._update_residuals(residuals)
+            alarm = alarm or moved
+        if alarm is not None:
+            self.alarms += 1
+        return alarm
+
+    def _update_residuals(self, residuals: np.ndarray) -> DriftAlarm | None:
+        alarm: DriftAlarm | None = None
+        values = np.asarray(residuals, dtype=np.float64).reshape(-1)
+        for i, x in enumerate(values.tolist()):
+            before = float(self._residual.estimation)
+            self._residual.update(x)
+            self._residual_seen += 1
+            if alarm is None and self._residual.drift_detected:
+                after = float(self._residual.estimation)
+                if abs(after) > abs(before):  # worse calibrated, not back to calibrated
+                    alarm = DriftAlarm("adwin", i, self._residual_seen, before, after,
+                                       "calibration")
+        return alarm
+
+    def _update_loss(self, losses: np.ndarray) -> DriftAlarm | None:
         alarm: DriftAlarm | None = None
         values = np.asarray(losses, dtype=np.float64).reshape(-1)
         for i, x in enumerate(values.tolist()):
@@ -132,8 +173,6 @@ class LossDriftDetector:
                     alarm = DriftAlarm(self.name, i, self.seen, before, after)
                 if self.name == "page_hinkley":
                     self._sum, self.seen = 0.0, 0  # river resets it at the next value
-        if alarm is not None:
-            self.alarms += 1
         return alarm
 
     def _estimate(self) -> float:

@@ -13,8 +13,8 @@ caller's clock) and compose by configuration (``TriggerConfig``, same field name
                    more than ``performance_tolerance`` (0.1 = 10 %) above its reference (its
                    mean loss on its first ``performance_reference`` examples as champion),
                    significantly so (one-sided z-test at ``performance_alpha``)
-* ``drift``        an upward alarm of ADWIN or Page-Hinkley (``models.drift``) on the
-                   champion's per-example loss
+* ``drift``        an alarm of ADWIN or Page-Hinkley (``models.drift``) on the champion:
+                   its per-example loss rose, or its calibration (label − score) moved
 
 Each firing is a ``Firing(kind, reason)``.
 
@@ -157,8 +157,10 @@ class Trigger(Protocol):
 
     kind: Kind
 
-    def observe(self, now_ms: int, champion_losses: np.ndarray) -> Firing | None:
-        """Look at one scored batch; a firing if the condition holds now."""
+    def observe(self, now_ms: int, champion_losses: np.ndarray,
+                residuals: np.ndarray | None = None) -> Firing | None:
+        """Look at one scored batch (losses and label − score residuals of the champion);
+        a firing if the condition holds now."""
         ...
 
     def trained(self, now_ms: int, total_trained: int) -> None:
@@ -189,7 +191,8 @@ class VolumeTrigger:
         self.total_trained = 0
         self.latched = False  # fired, not trained since: firing again would count it twice
 
-    def observe(self, now_ms: int, champion_losses: np.ndarray) -> Firing | None:
+    def observe(self, now_ms: int, champion_losses: np.ndarray,
+                residuals: np.ndarray | None = None) -> Firing | None:
         self.since += int(champion_losses.size)
         firing = self._check()
         self.latched = self.latched or firing is not None
@@ -233,7 +236,8 @@ class TimeTrigger:
         self.last_ms: int | None = None
         self.latched = False
 
-    def observe(self, now_ms: int, champion_losses: np.ndarray) -> Firing | None:
+    def observe(self, now_ms: int, champion_losses: np.ndarray,
+                residuals: np.ndarray | None = None) -> Firing | None:
         if self.last_ms is None:
             self.last_ms = now_ms  # the clock starts with the stream
         elapsed = now_ms - self.last_ms
@@ -279,7 +283,8 @@ class PerformanceTrigger:
         """The champion's mean loss on its first examples (None until there are enough)."""
         return float(np.mean(self._ref)) if len(self._ref) >= self.reference_size else None
 
-    def observe(self, now_ms: int, champion_losses: np.ndarray) -> Firing | None:
+    def observe(self, now_ms: int, champion_losses: np.ndarray,
+                residuals: np.ndarray | None = None) -> Firing | None:
         losses = champion_losses.tolist()
         take = max(0, min(len(losses), self.reference_size - len(self._ref)))
         self._ref.extend(losses[:take])
@@ -328,8 +333,9 @@ class DriftTrigger:
         self.detector = detector
         self.last_alarm: Any = None
 
-    def observe(self, now_ms: int, champion_losses: np.ndarray) -> Firing | None:
-        alarm = self.detector.update(champion_losses)
+    def observe(self, now_ms: int, champion_losses: np.ndarray,
+                residuals: np.ndarray | None = None) -> Firing | None:
+        alarm = self.detector.update(champion_losses, residuals)
         if alarm is None:
             return None
         self.last_alarm = alarm
@@ -395,10 +401,15 @@ class Triggers:
         """The kinds configured."""
         return tuple(t.kind for t in self.triggers)
 
-    def observe(self, now_ms: int, champion_losses: np.ndarray) -> tuple[Firing, ...]:
-        """Every trigger looks at the batch (none is skipped: detectors must see every loss)."""
+    def observe(self, now_ms: int, champion_losses: np.ndarray,
+                residuals: np.ndarray | None = None) -> tuple[Firing, ...]:
+        """Every trigger looks at the batch (none is skipped: detectors must see every loss).
+
+        ``residuals`` (label − champion score, aligned with the losses) let the drift
+        trigger's detector watch calibration too.
+        """
         losses = np.asarray(champion_losses, dtype=np.float64).reshape(-1)
-        fired = [t.observe(now_ms, losses) for t in self.triggers]
+        fired = [t.observe(now_ms, losses, residuals) for t in self.triggers]
         return tuple(f for f in fired if f is not None)
 
     def trained(self, now_ms: int, total_trained: int) -> None:
@@ -503,7 +514,8 @@ class TriggeredPolicy:
         overflow = len(self.buffer) + len(kept) - (self.buffer.maxlen or 0)
         self.dropped += max(0, overflow)
         self.buffer.extend(kept)
-        fired = self.triggers.observe(now_ms, tested.champion_losses)
+        fired = self.triggers.observe(now_ms, tested.champion_losses,
+                                      tested.labels - tested.champion_scores)
         for firing in fired:
             self.counts[firing.kind] += 1
         self.held.extend(fired)

@@ -338,11 +338,13 @@ class Trainer:
         if isinstance(self.policy, TriggeredPolicy):
             self._account_triggers(result, self.policy)
             concept_drift = concept_drift or any(f.kind == "drift" for f in result.fired)
-        if len(self.sanity) < self.cfg.sanity_size:
+        frozen = bool(self.sanity) and len(self.sanity) >= self.cfg.sanity_size
+        if not frozen:
             self.sanity.extend(r.example for r in fresh[: self.cfg.sanity_size - len(self.sanity)])
-        if concept_drift and self.drift.cfg.refresh_sanity_on_alarm and self.sanity:
+        if concept_drift and self.drift.cfg.refresh_sanity_on_alarm and frozen:
             # The old behaviour is no longer what a challenger must keep. The new set starts
-            # with the next batch: this one may straddle the change.
+            # with the next batch: this one may straddle the change. A set still filling is
+            # kept: it is made of examples after an earlier alarm (or of the first ones).
             self.sanity = []
             self._dirty = True
             self.console.print(f"  sanity set refreshed: the next {self.cfg.sanity_size} "

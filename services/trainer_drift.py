@@ -83,7 +83,8 @@ class DriftWatch:
                 m.slice_ctr.labels(feature=feature, value=value).set(f.ctr)
                 m.slice_predicted_ctr.labels(feature=feature, value=value).set(f.predicted_ctr)
         if self.detector is not None:
-            alarm = self.detector.update(result.champion_losses)
+            alarm = self.detector.update(result.champion_losses,
+                                         result.labels - result.champion_scores)
             if alarm is not None:
                 self.alarm(alarm.detector, alarm.reason)
                 return True

@@ -520,11 +520,15 @@ def test_a_drift_in_the_label_stream_raises_the_alarm_and_the_drift_trigger(
         wait_until(trainer, lambda: trainer.totals.trained == 6_000)
     finally:
         trainer.close()
-    assert trainer.totals.batches - batches_before >= 2  # within the first two (500 each)
-    assert sample(trainer, "streamlearn_drift_alarms_total", detector="adwin") == 1
-    assert sample(trainer, "streamlearn_trainer_trigger_firings_total", kind="drift") == 1
+    # Within the two drifted batches (500 each): the loss rose, then (more clicks than
+    # predicted) the calibration moved; each firing is an alarm. The challenger learnt once:
+    # the second firing is held while the gate's evidence is gathered.
+    assert trainer.totals.batches - batches_before == 2
+    firings = sample(trainer, "streamlearn_trainer_trigger_firings_total", kind="drift")
+    assert 1 <= firings <= 2
+    assert sample(trainer, "streamlearn_drift_alarms_total", detector="adwin") == firings
     assert sample(trainer, "streamlearn_trainer_trigger_trainings_total") == 1
-    assert trainer.drift.alarms[-1].startswith("drift: adwin: champion log loss rose from")
+    assert trainer.drift.alarms[0].startswith("drift: adwin: champion log loss rose from")
     # The alarm re-froze the gate's sanity set from examples of the new behaviour.
     assert len(trainer.sanity) == 300
     assert all(e.prediction_id.startswith("post-") for e in trainer.sanity)

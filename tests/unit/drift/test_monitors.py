@@ -16,6 +16,7 @@ from models.drift import (
     ks_2samp,
     psi,
 )
+from models.metrics import log_losses
 
 
 def test_psi_matches_its_definition_and_is_zero_for_equal_histograms() -> None:
@@ -132,3 +133,35 @@ def test_page_hinkley_alarms_on_a_rise_only() -> None:
         down.update(rng.exponential(0.5, 512))
     assert [down.update(rng.exponential(0.1, 512)) for _ in range(8)] == [None] * 8
     assert up.alarms == 1 and down.alarms == 0
+
+
+def scored(n: int, rng: np.random.Generator, click_scale: float = 1.0,
+           ) -> tuple[np.ndarray, np.ndarray]:
+    """Losses and residuals of a champion calibrated at ~8 % CTR, clicks scaled."""
+    p = rng.beta(1.0, 12.0, n)
+    y = (rng.random(n) < np.minimum(1.0, p * click_scale)).astype(np.float64)
+    return log_losses(y, p), y - p
+
+
+def test_fewer_clicks_lower_the_loss_but_the_calibration_detector_alarms() -> None:
+    rng = np.random.default_rng(6)
+    detector = LossDriftDetector("adwin")
+    steady = [detector.update(*scored(512, rng)) for _ in range(40)]
+    assert steady == [None] * 40  # calibrated: no alarm in 20,000 examples
+    before = np.mean([scored(512, rng)[0].mean() for _ in range(5)])
+    losses, residuals = scored(512, rng, click_scale=0.3)  # 70 % of the clicks are gone
+    assert losses.mean() < before  # the loss alone says "better"
+    assert LossDriftDetector("adwin").update(losses) is None
+    alarms = [detector.update(losses, residuals), detector.update(*scored(512, rng, 0.3))]
+    alarm = next(a for a in alarms if a is not None)  # within two batches
+    assert alarm.signal == "calibration" and alarm.after < 0 < abs(alarm.after) - abs(
+        alarm.before)
+    assert "champion calibration moved, mean (label - score) from" in alarm.reason
+
+
+def test_calibration_can_be_left_out() -> None:
+    rng = np.random.default_rng(7)
+    detector = LossDriftDetector("adwin", calibration=False)
+    for _ in range(20):
+        detector.update(*scored(512, rng))
+    assert [detector.update(*scored(512, rng, 0.3)) for _ in range(4)] == [None] * 4
