@@ -99,13 +99,17 @@ class DeepFMConfig(FMConfig):
 class _CTRNet(nn.Module):
     """Bias + hashed table (linear weight, latent vector) + optional MLP."""
 
-    def __init__(self, n_rows: int, cfg: LogRegConfig, generator: torch.Generator) -> None:
+    def __init__(self, n_rows: int, cfg: LogRegConfig, generator: torch.Generator | None) -> None:
+        """``generator`` None: the table is left uninitialised (a load overwrites it)."""
         super().__init__()
         self.factors = cfg.factors if isinstance(cfg, FMConfig) else 0
         hidden = cfg.hidden if isinstance(cfg, DeepFMConfig) else ()
         self.bias = nn.Parameter(torch.tensor(logit(cfg.prior_ctr), dtype=torch.float32))
-        table = torch.zeros(n_rows, 1 + self.factors)
-        if isinstance(cfg, FMConfig):
+        if generator is None:
+            table = torch.empty(n_rows, 1 + self.factors)
+        else:
+            table = torch.zeros(n_rows, 1 + self.factors)
+        if isinstance(cfg, FMConfig) and generator is not None:
             table[:, 1:].normal_(0.0, cfg.init_std, generator=generator)
         # Updated by hand (sparse Adagrad on gathered rows), never through autograd.
         self.table = nn.Parameter(table, requires_grad=False)
@@ -145,11 +149,17 @@ class TorchModel(Model):
 
     config_class: type[LogRegConfig] = LogRegConfig
 
-    def __init__(self, config: LogRegConfig | None = None, spec: FeatureSpec | None = None) -> None:
+    def __init__(self, config: LogRegConfig | None = None, spec: FeatureSpec | None = None,
+                 *, _blank: bool = False) -> None:
         self.config = config or self.config_class()
         if type(self.config) is not self.config_class:
             raise HyperparameterError(f"{self.name} needs a {self.config_class.__name__}")
         self.encoder = FeatureEncoder(spec, seed=self.config.seed)
+        if _blank:  # a load fills the table and the optimiser state: skip their initialisation
+            self.net = _CTRNet(self.encoder.spec.n_rows, self.config, None)
+            self._acc_table = torch.empty(0)
+            self._acc_dense = {}
+            return
         generator = torch.Generator().manual_seed(self.config.seed)
         self.net = _CTRNet(self.encoder.spec.n_rows, self.config, generator)
         init = self.config.accumulator_init
@@ -251,13 +261,15 @@ class TorchModel(Model):
         try:
             tensors = torch.load(io.BytesIO(payload), weights_only=True, map_location="cpu")
             encoder = FeatureEncoder.from_state(header["encoder"])
-            model = cls(cls.config_class(**header["config"]), encoder.spec)
+            # Built blank: random init and optimiser state are overwritten here (they were
+            # ~3/4 of a load's time, which serving pays on every swap).
+            model = cls(cls.config_class(**header["config"]), encoder.spec, _blank=True)
             model.encoder = encoder
             model._acc_table = tensors.pop("acc.table")
             model._acc_dense = {
                 n.removeprefix("acc."): tensors.pop(n) for n in list(tensors) if n[:4] == "acc."
             }
-            model.net.load_state_dict(tensors)
+            model.net.load_state_dict(tensors, assign=True)
             _check_accumulators(model)
         except (KeyError, TypeError, RuntimeError, ValueError) as exc:
             raise BlobError(f"cannot rebuild {cls.name} from blob: {exc}") from exc
