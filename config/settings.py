@@ -223,6 +223,10 @@ class TrainerSettings(_Section):
     model: Literal["fm", "logreg", "deepfm", "river_logreg", "river_hoeffding"] = "fm"
     batch_size: int = Field(512, ge=1)
     max_wait_ms: int = Field(5_000, gt=0)
+    # Examples are held until their cohort's labels are all in (models.microbatch.CohortBuffer):
+    # this long after their prediction by the label watermark. -1: the joiner's attribution
+    # window + allowed lateness + 1 s; 0: train in arrival order.
+    cohort_wait_ms: int = Field(-1, ge=-1)
     replay_ratio: float = Field(0.0, ge=0.0, le=1.0)
     per_user_cap: int = Field(32, ge=1)
     stateless_window: int = Field(50_000, ge=1)

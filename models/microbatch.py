@@ -269,7 +269,9 @@ class CohortBuffer(Generic[S]):
     is learnt ``wait_ms`` later (a no-click about when it would have been anyway).
 
     ``wait_ms`` should cover the joiner's attribution window plus its allowed lateness (the
-    trainer sets it so); 0 releases everything at once. Memory: what arrives within
+    trainer sets it so); 0 releases everything at once. When the stream stops, the watermark
+    stops too: ``release(now_ms)`` then also lets out what is ``2 * wait_ms`` older than the
+    caller's clock (the joiner has long emitted its labels). Memory: what arrives within
     ``wait_ms``, at most ``max_held`` (the oldest are released early beyond it, counted in
     ``forced``).
 
@@ -283,8 +285,10 @@ class CohortBuffer(Generic[S]):
         >>> buf.add(E(ts_prediction=5, ts_label=105, label=0))  # 0's window closed at 100
         >>> [(e.ts_prediction, e.label) for e in buf.release()]  # watermark 105
         [(0, 1), (5, 0)]
-        >>> len(buf), [e.ts_prediction for e in buf.flush()]
-        (1, [10])
+        >>> len(buf), buf.oldest_held().ts_prediction
+        (1, 10)
+        >>> [e.ts_prediction for e in buf.release(now_ms=300)]  # quiet for 2 * wait_ms
+        [10]
     """
 
     def __init__(self, wait_ms: int, max_held: int = 200_000) -> None:
@@ -305,19 +309,24 @@ class CohortBuffer(Generic[S]):
         ts = int(example.ts_label)
         self.watermark = ts if self.watermark is None else max(self.watermark, ts)
 
-    def release(self) -> list[S]:
+    def release(self, now_ms: int | None = None) -> list[S]:
         """The examples whose cohort is complete, oldest prediction first."""
         out: list[S] = []
         if self.watermark is None:
             return out
         edge = self.watermark - self.wait_ms
+        if now_ms is not None:
+            edge = max(edge, now_ms - 2 * self.wait_ms)
         while self._heap and (self._heap[0][0] <= edge or len(self._heap) > self.max_held):
             if self._heap[0][0] > edge:
                 self.forced += 1
             out.append(heapq.heappop(self._heap)[2])
         return out
 
-    def flush(self) -> list[S]:
-        """Everything held, oldest prediction first (a shutdown, or ``wait_ms`` = 0)."""
-        out = [heapq.heappop(self._heap)[2] for _ in range(len(self._heap))]
-        return out
+    def held(self) -> list[S]:
+        """What is held, in no particular order (e.g. to find the offsets still needed)."""
+        return [item for _, _, item in self._heap]
+
+    def oldest_held(self) -> S | None:
+        """The held example with the oldest prediction."""
+        return self._heap[0][2] if self._heap else None

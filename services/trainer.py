@@ -17,6 +17,7 @@ The learning itself lives in ``models`` (training, policies, gate); state encodi
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 import uuid
@@ -48,7 +49,7 @@ from models.errors import ArtifactError, BatchError, ChampionChangedError, Versi
 from models.factory import build_model
 from models.gate import GateConfig, GateDecision, PairedLosses, decide
 from models.metrics import auc
-from models.microbatch import MicroBatcher, SeenIds
+from models.microbatch import CohortBuffer, MicroBatcher, SeenIds
 from models.policies import StatefulPolicy, StatelessPolicy, TrainingPolicy
 from models.registry import Lineage, Mode, ModelRecord
 from models.replay import Reservoir
@@ -76,6 +77,14 @@ class Received:
     @property
     def prediction_id(self) -> str:
         return self.example.prediction_id
+
+    @property
+    def ts_prediction(self) -> int:
+        return self.example.ts_prediction
+
+    @property
+    def ts_label(self) -> int:
+        return self.example.ts_label
 
 
 def new_model(cfg: TrainerSettings) -> Model:
@@ -160,6 +169,8 @@ class Trainer:
         self.producer = Producer({"bootstrap.servers": kafka.bootstrap_servers, "linger.ms": 5})
         self.dlq = DlqWriter(self.producer, kafka.dlq_topic)  # type: ignore[arg-type]
         self.batcher: MicroBatcher[Received] = MicroBatcher(cfg.batch_size, cfg.max_wait_ms)
+        # Whole cohorts, in prediction-time order (see CohortBuffer); the CLI resolves -1.
+        self.cohorts: CohortBuffer[Received] = CohortBuffer(max(cfg.cohort_wait_ms, 0))
         self.evaluation = Evaluation(max_examples=cfg.gate_window_max)
         self.sanity: list[Example] = []
         self.seen = SeenIds(cfg.dedup_capacity)
@@ -283,8 +294,9 @@ class Trainer:
         messages = self.consumer.consume(self.cfg.batch_size, timeout=timeout_s)
         for message in messages:
             received = self._decode(message)
-            if received is None:
-                continue
+            if received is not None:
+                self.cohorts.add(received)
+        for received in self.cohorts.release(self.now_ms()):
             batch = self.batcher.add(received, self.now_ms())
             if batch:
                 self._on_batch(batch)
@@ -540,7 +552,7 @@ class Trainer:
         memory, memory_seen = self._memory()
         self.store.save(Checkpoint(
             mode=self.mode, champion=self.champion_version,
-            challenger=self.policy.challenger.save(), ledger=self.ledger,
+            challenger=self.policy.challenger.save(), ledger=self._durable_ledger(),
             seen=self.seen.to_state(), totals=self.totals, since_gate=self.since_gate,
             evaluation=window_of(self.evaluation), sanity=self.sanity, memory=memory,
             memory_seen=memory_seen, saved_at=self.now_ms(),
@@ -548,7 +560,7 @@ class Trainer:
                           else {}),
         ))
         offsets = [TopicPartition(self.kafka.examples_topic, p, o)
-                   for p, o in sorted(self.ledger.next_offsets.items())]
+                   for p, o in sorted(self._durable_offsets().items())]
         if offsets:
             try:
                 self.consumer.commit(offsets=offsets, asynchronous=False)
@@ -560,6 +572,22 @@ class Trainer:
         self.metrics.checkpoint_seconds.observe(time.perf_counter() - started)
         self.metrics.durable_examples.set(self.totals.trained)
         self._update_lag()
+
+    def _durable_offsets(self) -> dict[int, int]:
+        """Next offsets a restart may read from: not past an example still held for its
+        cohort (it is read again then; what was learnt after it is a duplicate by id)."""
+        offsets = dict(self.ledger.next_offsets)
+        for r in self.cohorts.held():
+            if r.offset < offsets.get(r.partition, r.offset + 1):
+                offsets[r.partition] = r.offset
+        return offsets
+
+    def _durable_ledger(self) -> OffsetLedger:
+        if not len(self.cohorts):
+            return self.ledger
+        ledger = copy.copy(self.ledger)
+        ledger.next_offsets = self._durable_offsets()
+        return ledger
 
     def _memory(self) -> tuple[list[Example], int]:
         if isinstance(self.policy, TriggeredPolicy):

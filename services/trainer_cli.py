@@ -23,6 +23,7 @@ from rich.console import Console
 from config.settings import (
     DriftSettings,
     GateSettings,
+    JoinerSettings,
     KafkaSettings,
     RedisSettings,
     RegistrySettings,
@@ -68,6 +69,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.metrics_port is not None:
         overrides["metrics_port"] = args.metrics_port
     cfg = load(TrainerSettings, **overrides)
+    if cfg.cohort_wait_ms < 0:  # as long as the joiner may take to label a prediction
+        joiner = load(JoinerSettings)
+        cfg = cfg.model_copy(update={"cohort_wait_ms": joiner.attribution_window_ms
+                                     + joiner.allowed_lateness_ms + 1_000})
     registry_cfg = load(RegistrySettings)
     metrics = TrainerMetrics()
     registry = connect(load(RedisSettings), registry_cfg, RegistryMetrics(metrics.registry))

@@ -287,6 +287,8 @@ def start_trainer(kafka: KafkaSettings, registry: RedisRegistry, group: str,
         "STREAMLEARN_TRAINER_HASH_BITS": str(SMALL["hash_bits"]),
         "STREAMLEARN_TRAINER_BATCH_SIZE": "100",
         "STREAMLEARN_TRAINER_MAX_WAIT_MS": "100",
+        # Examples held for their cohort when the kill comes: a restart must read them again.
+        "STREAMLEARN_TRAINER_COHORT_WAIT_MS": "300",
         "STREAMLEARN_TRAINER_CHECKPOINT_INTERVAL_MS": "150",
         "STREAMLEARN_TRAINER_GATE_EVERY_EXAMPLES": "1000000",
         "STREAMLEARN_TRAINER_LOCK_TTL_MS": "2000",
