@@ -9,19 +9,21 @@ true click probabilities, and differs only in how the champion changes:
 3. ``stateful``   a replica of the champion fine-tuned on every 512-label micro-batch, the gate
                   asked after every batch (the trainer's stateful mode);
 4. ``continual``  trigger-driven: train and ask the gate when a trigger fires
-                  (``models.triggers``), when that module is present.
+                  (``models.triggers``, the trainer's ``--mode triggered`` as configured).
 
 It is an in-process replay of the loop, not the services: the champion scores each request's
 candidates on the features serving logs (``model_features``); users see the top ``k`` and click
 with their true p after a log-normal delay (``respond``); a shown prediction's label is known at
-its click or when the attribution window closes, as the joiner emits it; labels reach the
-learner (``models.learner.Learner``: the trainer's policy and gate) in micro-batches; a
-promotion serves from the next request. Time is simulated (``rate`` requests per second), so a
-run takes seconds and is exactly reproducible; the services' own speed is measured by the
-joiner, trainer and serving benchmarks.
+its click or when the attribution window closes, as the joiner emits it; labels pass the
+trainer's ``CohortBuffer`` (whole cohorts, in prediction-time order) and reach the learner
+(``models.learner.Learner``: the trainer's policy, gate and label-drift alarm) in micro-batches
+of 512; a promotion serves from the next request. Time is simulated (``rate`` requests per
+second), so a run takes seconds and is exactly reproducible; the services' own speed is
+measured by the joiner, trainer and serving benchmarks.
 
 All stages start from one *warm* champion: a model trained on ``warmup`` requests of the
-scenario's traffic before the measured run (a model is deployed trained, then drifts). Regret
+scenario's traffic before the measured run (``warm_model``: a model is deployed trained, then
+the world drifts). Regret
 is the mean log loss above the Bayes-optimal (the true p) over every label of the measured run.
 ``recovery_labels`` counts the stateful stage's labels after the first drift point until its
 rolling log loss (256 labels) is back within 5 % of the optimal. ``bot_attack_logloss_delta``
@@ -41,13 +43,13 @@ import numpy as np
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from config.settings import GateSettings, TrainerSettings
+from config.settings import GateSettings, TrainerSettings, TriggerSettings
 from models.base import Model
 from models.learner import LabelDrift, Learner
-from models.microbatch import CohortBuffer
+from models.microbatch import ClickGuard, CohortBuffer
 from services.serving_schemas import PredictRequest
 from services.serving_scoring import model_features
-from services.simulator import Behaviour, build
+from services.simulator import Behaviour, SimulatorError, build
 from services.simulator.accounting import RecoveryTracker, log_loss
 from services.simulator.behaviour import respond
 from services.simulator.scenarios import Scenario
@@ -87,6 +89,10 @@ class StageResult:
     promotions: int = 0
     rejections: int = 0
     decisions: dict[str, int] = field(default_factory=dict)
+    # Micro-batches holding post-drift examples until the label-drift alarm (any learning
+    # stage) and the drift trigger (continual) fired; None: never.
+    drift_alarm_batches: int | None = None
+    drift_trigger_batches: int | None = None
 
 
 @dataclass(order=True)
@@ -126,12 +132,15 @@ def run_stage(stage: str, scenario: Scenario, world: World, initial: Model,
     champion = initial.clone()
     learner: Learner | None = None
     if stage != "frozen":
-        policy = _policy(stage, champion, settings)
-        every = {"stateful": settings.batch_size, "continual": None}
-        learner = Learner(champion, policy, gate_config(gate),
-                          gate_every=every.get(stage, settings.gate_every_examples),
+        policy = _policy(stage, champion, settings, gate)
+        # stateful: the gate after every micro-batch; continual: when the policy says so;
+        # stateless: once the gate's minimum of fresh evidence follows each retrain.
+        every = {"stateful": settings.batch_size, "continual": None,
+                 "stateless": gate.min_examples}
+        learner = Learner(champion, policy, gate_config(gate), gate_every=every[stage],
                           sanity_size=settings.sanity_size,
-                          window_max=settings.gate_window_max, drift=LabelDrift())
+                          window_max=settings.gate_window_max, drift=LabelDrift(),
+                          guard=ClickGuard())
     behaviour = Behaviour(k=cfg.k)
     cap = max(1, cfg.window_ms - behaviour.impression_delay_max_ms - 100)
     behaviour = replace(behaviour, click_delay_cap_ms=min(behaviour.click_delay_cap_ms, cap))
@@ -144,11 +153,15 @@ def run_stage(stage: str, scenario: Scenario, world: World, initial: Model,
     regret_sum = system_sum = optimal_sum = 0.0
     genuine_sum, genuine_n = 0.0, 0
     seq = 0
+    post_drift = 0
     step_ms = 1000.0 / cfg.rate
+    t0 = 1_763_800_000_000
+    drift_ms = t0 + int(cfg.drift_after * step_ms)
     task = progress.add_task(stage, total=cfg.requests) if progress else None
 
     def take(now_ms: int) -> None:
         nonlocal champion, regret_sum, system_sum, optimal_sum, genuine_sum, genuine_n
+        nonlocal post_drift
         while heap and heap[0].due_ms <= now_ms:
             d = heapq.heappop(heap)
             s, o = log_loss(d.label, d.served), log_loss(d.label, d.optimal)
@@ -172,15 +185,22 @@ def run_stage(stage: str, scenario: Scenario, world: World, initial: Model,
             batch.append(example)
             if len(batch) >= cfg.batch_size:
                 decision = learner.step(list(batch), now_ms)
+                if post_drift or batch[-1].ts_prediction >= drift_ms:
+                    post_drift += 1  # batches are in prediction-time order (cohorts)
+                    result = learner.last_result
+                    fired = {f.kind for f in getattr(result, "fired", ())}
+                    if learner.last_alarm and out.drift_alarm_batches is None:
+                        out.drift_alarm_batches = post_drift
+                    if "drift" in fired and out.drift_trigger_batches is None:
+                        out.drift_trigger_batches = post_drift
                 batch.clear()
                 if decision is not None:
                     key = f"{decision.outcome}:{decision.rule}"
                     out.decisions[key] = out.decisions.get(key, 0) + 1
                     if verbose:
-                        print(d.due_ms, key, decision.reason)
+                        print(now_ms, key, decision.reason)
                 champion = learner.champion
 
-    t0 = 1_763_800_000_000
     for j in range(cfg.requests):
         n = cfg.warmup + j
         now = t0 + int(j * step_ms)
@@ -219,26 +239,21 @@ def run_stage(stage: str, scenario: Scenario, world: World, initial: Model,
     return out
 
 
-def _policy(stage: str, champion: Model, settings: TrainerSettings) -> Any:
-    if stage == "continual":
-        from models.triggers import TriggeredPolicy  # issue 7's trigger-driven policy
-
-        return TriggeredPolicy(champion)
-    return build_policy(stage, champion, settings)
-
-
-def _stages() -> tuple[str, ...]:
-    try:
-        import models.triggers  # noqa: F401
-    except ImportError:
-        return STAGES[:3]
-    return STAGES
+def _policy(stage: str, champion: Model, settings: TrainerSettings, gate: GateSettings,
+            ) -> Any:
+    """The trainer's policy of the stage (``streamlearn train --mode``), as configured."""
+    mode = {"continual": "triggered"}.get(stage, stage)
+    return build_policy(mode, champion, settings, triggers=TriggerSettings(),
+                        min_evidence=gate.min_examples)
 
 
 def run_scenario(cfg: QualityConfig, stages: Sequence[str], console: Console | None = None,
                  ) -> dict[str, StageResult]:
     settings, gate = TrainerSettings(), GateSettings()
-    scenario = build(cfg.scenario, cfg.seed, drift_at=cfg.warmup + cfg.drift_after)
+    try:
+        scenario = build(cfg.scenario, cfg.seed, drift_at=cfg.warmup + cfg.drift_after)
+    except SimulatorError:  # a scenario without a drift point (stationary)
+        scenario = build(cfg.scenario, cfg.seed)
     world = scenario.world()
     initial = warm_champion(scenario, world, cfg, settings)
     columns = (TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn())
@@ -255,7 +270,7 @@ def run(quick: bool = False, console: Console | None = None, scenario: str = "su
     if quick:
         cfg = replace(cfg, warmup=1_000, requests=2_500, drift_after=800)
     say = console.print if console else (lambda *a, **k: None)
-    stages = _stages()
+    stages = STAGES
     results = run_scenario(cfg, stages, console)
     for r in results.values():
         say(f"{r.stage:>10}: regret {r.regret:.4f}  log loss {r.system:.4f} (optimal "
@@ -265,6 +280,9 @@ def run(quick: bool = False, console: Console | None = None, scenario: str = "su
     attacked = run_scenario(replace(cfg, scenario="bot-attack"), ["stateful"],
                             console)["stateful"]
     delta = attacked.genuine_system / clean.genuine_system - 1.0
+    stateful = results["stateful"]
+    say(f"drift: alarm after {stateful.drift_alarm_batches} post-drift micro-batches, trigger "
+        f"after {results['continual'].drift_trigger_batches}")
     say(f"bot attack: genuine users' log loss {attacked.genuine_system:.4f} vs "
         f"{clean.genuine_system:.4f} without ({delta:+.2%})")
     stateful = results["stateful"]
@@ -275,6 +293,10 @@ def run(quick: bool = False, console: Console | None = None, scenario: str = "su
         "promotions": stateful.promotions,
         "rejections": stateful.rejections,
         "bot_attack_logloss_delta": _round(delta),
+        # Issue 7: micro-batches after the drift point until the label-drift alarm (stateful
+        # trainer) and the drift trigger (continual) fired.
+        "drift_alarm_batches": stateful.drift_alarm_batches,
+        "drift_trigger_batches": results["continual"].drift_trigger_batches,
         "stages": {s: asdict(r) for s, r in results.items()},
         "config": asdict(cfg),
     }

@@ -32,6 +32,7 @@ from river import drift as river_drift
 from models.base import Model
 from models.gate import GateConfig, GateDecision, PairedLosses, decide
 from models.metrics import log_losses
+from models.microbatch import ClickGuard
 from models.policies import TrainingPolicy
 from models.training import Evaluation, Labeled, StepResult
 
@@ -108,12 +109,14 @@ class Learner:
             re-freezes the sanity set from the next examples: a set drawn from the world before
             the drift would otherwise reject every challenger that adapted to the new one as
             "forgetting". None: the set stays until refreshed by hand.
+        guard: Drops the examples of users whose click rate no human has (``ClickGuard``)
+            before the policy sees the batch; None: no such guard.
     """
 
     def __init__(self, champion: Model, policy: TrainingPolicy, gate: GateConfig, *,
                  gate_every: int | None = 4096, sanity_size: int = 1000,
                  window_max: int | None = 50_000,
-                 drift: LabelDrift | None = None) -> None:
+                 drift: LabelDrift | None = None, guard: ClickGuard | None = None) -> None:
         self.champion = champion
         self.policy = policy
         self.gate = gate
@@ -125,11 +128,16 @@ class Learner:
         self.counts = Counts()
         self.last_result: StepResult | None = None
         self.drift = drift
+        self.guard = guard
+        self.guarded = 0  # examples the guard dropped
         self.last_alarm = False
 
     def step(self, batch: Sequence[Labeled], now_ms: int) -> GateDecision | None:
         """One deduplicated micro-batch: score both models, let the challenger learn, and
         decide when the gate is due. Returns the decision, or None when none was taken."""
+        if self.guard is not None:
+            batch, dropped = self.guard.filter(batch)
+            self.guarded += dropped
         result = self.policy.process(self.champion, batch, now_ms)
         self.last_result = result
         self.evaluation.add(result)

@@ -238,6 +238,73 @@ def cap_per_user(batch: Sequence[F], cap: int | None) -> tuple[list[F], int]:
     return kept, len(batch) - len(kept)
 
 
+class ClickGuard:
+    """The second poisoning guard: users whose click rate no human has are not learnt from.
+
+    Bots that click everything they are shown stay under a per-batch cap when there are many
+    of them. This guard counts each user's labels and clicks over the stream (bounded: the
+    ``max_users`` most recently seen) and drops the examples of a user with at least
+    ``min_labels`` labels and a click rate of at least ``max_ctr``. The judgement is made on
+    what was seen *before* the batch, so a user is never judged by the examples it is dropped
+    from, and is revised as the user's record grows.
+
+    Example:
+        >>> from types import SimpleNamespace as X
+        >>> guard = ClickGuard(max_ctr=0.6, min_labels=4)
+        >>> bot = [X(label=1, features={"user_id": "b"}) for _ in range(5)]
+        >>> human = [X(label=i % 5 == 0, features={"user_id": "h"}) for i in range(5)]
+        >>> kept, dropped = guard.filter(bot + human)  # nobody has a record yet
+        >>> len(kept), dropped
+        (10, 0)
+        >>> kept, dropped = guard.filter(bot + human)
+        >>> {x.features["user_id"] for x in kept}, dropped, guard.flagged
+        ({'h'}, 5, 1)
+    """
+
+    def __init__(self, max_ctr: float = 0.5, min_labels: int = 10,
+                 max_users: int = 200_000) -> None:
+        if not 0.0 < max_ctr <= 1.0 or min_labels < 1 or max_users < 1:
+            raise ValueError("need 0 < max_ctr <= 1, min_labels >= 1 and max_users >= 1")
+        self.max_ctr, self.min_labels, self.max_users = max_ctr, min_labels, max_users
+        self._users: OrderedDict[Any, list[int]] = OrderedDict()  # user -> [labels, clicks]
+
+    @property
+    def flagged(self) -> int:
+        """Users currently judged not human."""
+        return sum(self._suspect(r) for r in self._users.values())
+
+    def _suspect(self, record: list[int]) -> bool:
+        return record[0] >= self.min_labels and record[1] >= self.max_ctr * record[0]
+
+    def filter(self, batch: Sequence[F]) -> tuple[list[F], int]:
+        """The batch without suspect users' examples, and how many were dropped; then the
+        batch's labels join each user's record."""
+        suspects = {u for u in {e.features.get("user_id") for e in batch}
+                    if u in self._users and self._suspect(self._users[u])}
+        kept = [e for e in batch if e.features.get("user_id") not in suspects]
+        for e in batch:
+            user = e.features.get("user_id")
+            if user is None:
+                continue
+            record = self._users.pop(user, None) or [0, 0]
+            record[0] += 1
+            record[1] += int(e.label)  # type: ignore[attr-defined]
+            self._users[user] = record
+        while len(self._users) > self.max_users:
+            self._users.popitem(last=False)
+        return kept, len(batch) - len(kept)
+
+    def to_state(self) -> list[list[Any]]:
+        return [[u, n, c] for u, (n, c) in self._users.items()]
+
+    @classmethod
+    def from_state(cls, state: Sequence[Sequence[Any]], **kwargs: Any) -> ClickGuard:
+        guard = cls(**kwargs)
+        for u, n, c in state:
+            guard._users[u] = [int(n), int(c)]
+        return guard
+
+
 def _prediction_id(item: Any) -> str:
     return str(item.prediction_id)
 
