@@ -287,6 +287,9 @@ class DriftSettings(_Section):
     bins: int = Field(10, ge=2, le=100)
     max_categories: int = Field(20, ge=1, le=200)
     psi_alarm: float = Field(0.25, gt=0.0)
+    # Feature and score PSI/KS are computed (and exported) once per this many examples: the
+    # windows are updated every batch, the statistics cost a few ms each.
+    report_every_examples: int = Field(2_048, ge=1)
     # Concept drift on the champion's loss, in every mode (triggered mode alarms through its
     # drift trigger instead): adwin, page_hinkley or none.
     loss_detector: Literal["adwin", "page_hinkley", "none"] = "adwin"

@@ -115,19 +115,22 @@ class LossDriftDetector:
         """Forget everything (a new champion: a new loss stream)."""
         p = self.params
         if self.name == "adwin":
-            self._detector: Any = river_drift.ADWIN(delta=p["adwin_delta"],
-                                                    grace_period=p["min_examples"])
+            detector: Any = river_drift.ADWIN(delta=p["adwin_delta"],
+                                              grace_period=p["min_examples"])
         else:
-            self._detector = river_drift.PageHinkley(
+            detector = river_drift.PageHinkley(
                 min_instances=p["min_examples"], delta=p["ph_delta"],
                 threshold=p["ph_threshold"], mode="up",
             )
-        self._sum = 0.0
-        self.seen = 0
-        self._residual: Any = (river_drift.ADWIN(delta=p["adwin_delta"],
-                                                 grace_period=p["min_examples"])
-                               if self.calibration else None)
-        self._residual_seen = 0
+        self._loss = _Watched(detector, adwin=self.name == "adwin")
+        self._residual = _Watched(river_drift.ADWIN(delta=p["adwin_delta"],
+                                                    grace_period=p["min_examples"]),
+                                  adwin=True) if self.calibration else None
+
+    @property
+    def seen(self) -> int:
+        """Losses seen since the last reset."""
+        return self._loss.seen
 
     def update(self, losses: np.ndarray, residuals: np.ndarray | None = None,
                ) -> DriftAlarm | None:
@@ -137,53 +140,58 @@ class LossDriftDetector:
         The detectors go on reading the rest of the batch after an alarm (ADWIN has then
         dropped the old regime, Page-Hinkley restarts), so one batch gives at most one alarm.
         """
-        alarm = self._update_loss(losses)
+        alarm: DriftAlarm | None = None
+        change = self._loss.feed(np.asarray(losses, dtype=np.float64).reshape(-1))
+        if change is not None and change[2] > change[1]:
+            alarm = DriftAlarm(self.name, change[0], self._loss.seen_at, change[1], change[2])
         if residuals is not None and self._residual is not None:
-            moved = self._update_residuals(residuals)
-            alarm = alarm or moved
+            r = self._residual
+            change = r.feed(np.asarray(residuals, dtype=np.float64).reshape(-1))
+            # Worse calibrated, not back to calibrated.
+            if alarm is None and change is not None and abs(change[2]) > abs(change[1]):
+                alarm = DriftAlarm("adwin", change[0], r.seen_at, change[1], change[2],
+                                   "calibration")
         if alarm is not None:
             self.alarms += 1
         return alarm
 
-    def _update_residuals(self, residuals: np.ndarray) -> DriftAlarm | None:
-        alarm: DriftAlarm | None = None
-        values = np.asarray(residuals, dtype=np.float64).reshape(-1)
+
+class _Watched:
+    """A river detector and the mean of what it saw since its last change (the "before")."""
+
+    def __init__(self, detector: Any, *, adwin: bool) -> None:
+        self.detector, self.adwin = detector, adwin
+        self._sum, self._n = 0.0, 0  # since the last change, offset by this batch's prefix
+        self.seen = 0
+        self.seen_at = 0
+
+    def feed(self, values: np.ndarray) -> tuple[int, float, float] | None:
+        """Update with each value; the first change: (index, mean before, mean after)."""
+        first: tuple[int, float, float] | None = None
+        prefix = np.cumsum(values)
+        update = self.detector.update
         for i, x in enumerate(values.tolist()):
-            before = float(self._residual.estimation)
-            self._residual.update(x)
-            self._residual_seen += 1
-            if alarm is None and self._residual.drift_detected:
-                after = float(self._residual.estimation)
-                if abs(after) > abs(before):  # worse calibrated, not back to calibrated
-                    alarm = DriftAlarm("adwin", i, self._residual_seen, before, after,
-                                       "calibration")
-        return alarm
-
-    def _update_loss(self, losses: np.ndarray) -> DriftAlarm | None:
-        alarm: DriftAlarm | None = None
-        values = np.asarray(losses, dtype=np.float64).reshape(-1)
-        for i, x in enumerate(values.tolist()):
-            before = self._estimate()
-            self._detector.update(x)
-            self._sum += x
-            self.seen += 1
-            if alarm is None and self._detector.drift_detected:
-                after = self._after(values, i)
-                if after > before:
-                    alarm = DriftAlarm(self.name, i, self.seen, before, after)
-                if self.name == "page_hinkley":
-                    self._sum, self.seen = 0.0, 0  # river resets it at the next value
-        return alarm
-
-    def _estimate(self) -> float:
-        if self.name == "adwin":
-            return float(self._detector.estimation)
-        return self._sum / self.seen if self.seen else 0.0
-
-    def _after(self, values: np.ndarray, i: int) -> float:
-        if self.name == "adwin":
-            return float(self._detector.estimation)
-        return float(values[i:].mean())
+            update(x)
+            if not self.detector.drift_detected:
+                continue
+            done = float(prefix[i - 1]) if i else 0.0
+            n_before = self._n + i
+            before = (self._sum + done) / n_before if n_before > 0 else 0.0
+            if self.adwin:  # it kept the recent window: the new regime's mean so far
+                after = float(self.detector.estimation)
+                width = int(self.detector.width)
+                self._sum, self._n = after * width - float(prefix[i]), width - (i + 1)
+            else:  # Page-Hinkley restarts at the next value
+                after = float(values[i:].mean())
+                self._sum, self._n = -float(prefix[i]), -(i + 1)
+            if first is None:
+                first = (i, before, after)
+                self.seen_at = self.seen + i + 1
+        if values.size:
+            self._sum += float(prefix[-1])
+            self._n += int(values.size)
+            self.seen += int(values.size)
+        return first
 
 
 # -- feature, score and slice monitors -------------------------------------------------------
@@ -322,30 +330,31 @@ class _Numeric:
         self.current: deque[float] = deque(maxlen=window)
 
     def update(self, values: list[Any]) -> None:
-        for raw in values:
-            if isinstance(raw, bool) or not isinstance(raw, int | float) or raw != raw:
-                continue  # missing or not a number: not part of the distribution
-            if self.reference is None:
-                self.values.append(float(raw))
-                if len(self.values) >= self.reference_size:
-                    self.reference = np.sort(np.asarray(self.values))
-                    inner = np.quantile(self.reference, np.linspace(0, 1, self.bins + 1)[1:-1])
-                    self.edges = np.unique(inner)
-                    self.values = []
-            else:
-                self.current.append(float(raw))
+        # Missing values, text and booleans are not part of the distribution (type(), not
+        # isinstance: a bool is an int); nor is NaN (x == x).
+        numbers = [float(x) for x in values if type(x) in (int, float) and x == x]
+        if self.reference is None:
+            room = self.reference_size - len(self.values)
+            self.values.extend(numbers[:room])
+            numbers = numbers[room:]
+            if len(self.values) >= self.reference_size:
+                self.reference = np.sort(np.asarray(self.values))
+                inner = np.quantile(self.reference, np.linspace(0, 1, self.bins + 1)[1:-1])
+                self.edges = np.unique(inner)
+                self.expected = np.bincount(
+                    np.searchsorted(self.edges, self.reference, side="right"),
+                    minlength=self.edges.size + 1)
+                self.values = []
+        self.current.extend(numbers)
 
     def drift(self, feature: str) -> FeatureDrift | None:
         if self.reference is None or not self.current:
             return None
         current = np.fromiter(self.current, dtype=np.float64, count=len(self.current))
-        n_bins = self.edges.size + 1
-        expected = np.bincount(np.searchsorted(self.edges, self.reference, side="right"),
-                               minlength=n_bins)
         actual = np.bincount(np.searchsorted(self.edges, current, side="right"),
-                             minlength=n_bins)
+                             minlength=self.edges.size + 1)
         d, p = ks_2samp(self.reference, current)
-        return FeatureDrift(feature, "numeric", psi(expected, actual), d, p,
+        return FeatureDrift(feature, "numeric", psi(self.expected, actual), d, p,
                             int(self.reference.size), int(current.size))
 
 
@@ -456,6 +465,7 @@ class SliceMonitor:
             raise ValueError("need max_slices >= 2 (one is 'other') and window >= 1")
         self.feature, self.max_slices, self.window = feature, max_slices, window
         self._slices: dict[str, deque[tuple[float, float, float]]] = {}
+        self._sums: dict[str, list[float]] = {}  # running sums of the window: O(1) per example
 
     def slice_of(self, features: Mapping[str, Any]) -> str:
         """The slice an example falls in."""
@@ -474,13 +484,23 @@ class SliceMonitor:
             window = self._slices.get(key)
             if window is None:
                 window = self._slices[key] = deque(maxlen=self.window)
-            window.append((float(loss), float(y), float(p)))
+                self._sums[key] = [0.0, 0.0, 0.0]
+            sums = self._sums[key]
+            if len(window) == self.window:
+                old = window[0]
+                sums[0] -= old[0]
+                sums[1] -= old[1]
+                sums[2] -= old[2]
+            window.append((loss, y, p))
+            sums[0] += loss
+            sums[1] += y
+            sums[2] += p
 
     def figures(self) -> dict[str, SliceFigures]:
         """Each slice's rolling figures."""
         out = {}
         for key, window in self._slices.items():
-            a = np.asarray(window, dtype=np.float64)
-            out[key] = SliceFigures(len(window), float(a[:, 0].mean()), float(a[:, 1].mean()),
-                                    float(a[:, 2].mean()))
+            n = len(window)
+            loss, clicks, scores = self._sums[key]
+            out[key] = SliceFigures(n, loss / n, clicks / n, scores / n)
         return out

@@ -49,6 +49,7 @@ class DriftWatch:
         self.detector = (LossDriftDetector(cfg.loss_detector)
                          if loss_detector and cfg.loss_detector != "none" else None)
         self._above: set[str] = set()  # PSI alarms count rising edges, not every batch above
+        self._since_report = 0
         self.alarms: list[str] = []  # reasons, most recent last (bounded)
 
     def observe(self, examples: Sequence[Example], result: StepResult) -> bool:
@@ -60,8 +61,13 @@ class DriftWatch:
         if not examples:
             return False
         m = self.metrics
+        self._since_report += len(examples)
+        report = self._since_report >= self.cfg.report_every_examples
+        if report:
+            self._since_report = 0
         if self.features is not None:
             self.features.update([e.features for e in examples])
+        if self.features is not None and report:
             for name, d in self.features.drift().items():
                 m.feature_score.labels(feature=name).set(d.psi)
                 if d.ks is not None:
@@ -69,6 +75,7 @@ class DriftWatch:
                 self._psi_alarm(f"feature {name}", d.psi, "feature_psi")
         if self.scores is not None:
             self.scores.update(np.asarray([e.score for e in examples]))  # as served
+        if self.scores is not None and report:
             d = self.scores.drift()
             if d is not None:
                 m.score_psi.set(d.psi)

@@ -37,7 +37,8 @@ def watch(**cfg: object) -> tuple[DriftWatch, TrainerMetrics, io.StringIO]:
     metrics, out = TrainerMetrics(), io.StringIO()
     settings = DriftSettings(**{"features": {"device": "categorical", "price": "numeric"},
                                 "reference_size": 1_000, "window": 1_000,
-                                "slice_feature": "device", **cfg})
+                                "report_every_examples": 500, "slice_feature": "device",
+                                **cfg})
     return DriftWatch(settings, metrics, Console(file=out, width=200)), metrics, out
 
 
@@ -71,6 +72,18 @@ def test_a_shift_raises_each_alarm_once_while_it_lasts() -> None:
     assert get("streamlearn_drift_alarms_total", {"detector": "adwin"}) >= 1
     assert "drift alarm (feature_psi): feature device: PSI" in out.getvalue()
     assert "champion log loss rose from" in out.getvalue()
+
+
+def test_feature_statistics_are_computed_once_per_report_period() -> None:
+    w, m, _ = watch(report_every_examples=2_600)
+    get = m.registry.get_sample_value
+    for seed in range(5):  # 2,500 examples: the reference is complete, no report yet
+        w.observe(*batch(500, seed))
+    assert get("streamlearn_drift_feature_score", {"feature": "device"}) is None
+    assert get("streamlearn_trainer_slice_ctr", {"feature": "device", "value": "mobile"}) \
+        is not None  # slices are cheap: every batch
+    w.observe(*batch(500, 5))
+    assert get("streamlearn_drift_feature_score", {"feature": "device"}) is not None
 
 
 def test_without_a_loss_detector_only_the_caller_counts_loss_alarms() -> None:
