@@ -167,15 +167,25 @@ def _plots(out_dir: Path, series: Series, summary: dict[str, Any]) -> None:
     labels, cols, drifts = series.columns["labels"], series.columns, drift_points(summary)
     title = summary.get("scenario", "")
 
-    fig, ax = plt.subplots(figsize=(9, 4.5))
+    fig, (ax, below) = plt.subplots(2, 1, figsize=(9, 7), sharex=True,
+                                    gridspec_kw={"height_ratios": [3, 2]})
+    marker = "." if len(labels) < 3 else None
     for name, color in (("system", "tab:blue"), ("frozen", "tab:gray"),
                         ("optimal", "black")):
-        ax.plot(labels, cols[name], label=name, color=color, marker="." if len(labels) < 3
-                else None)
+        ax.plot(labels, cols[name], label=name, color=color, marker=marker)
     _markers(ax, series, drifts)
-    ax.set(xlabel="labels", ylabel="rolling log loss", title=f"{title}: rolling log loss")
+    ax.set(ylabel="rolling log loss", title=f"{title}: rolling log loss")
     ax.legend(loc="best")
     _time_axis(ax, series)
+    # Regret (above the optimal) takes out what the world does to every scorer alike: after a
+    # drift that lowers the CTR, all losses fall, and only the gap shows who adapted.
+    for name, color in (("system", "tab:blue"), ("frozen", "tab:gray")):
+        below.plot(labels, [a - b for a, b in zip(cols[name], cols["optimal"], strict=True)],
+                   label=f"{name} regret", color=color, marker=marker)
+    below.axhline(0.0, color="black", lw=0.8)
+    _markers(below, series, drifts)
+    below.set(xlabel="labels", ylabel="log loss above optimal")
+    below.legend(loc="best")
     fig.tight_layout()
     fig.savefig(out_dir / PLOTS["logloss"], dpi=100)
     plt.close(fig)
@@ -238,6 +248,8 @@ Regret is log loss above the optimal (the true click probability): 0 is the best
 
 The live system (blue) should track the optimal (black) and fall back towards it after each
 drift (red dotted) and promotion (green dashed), while the frozen model (grey) stays behind.
+The lower panel is the same as regret, the loss above the optimal: a drift that changes how
+often people click moves every loss, the gap shows who adapted.
 
 ## CTR
 
