@@ -272,6 +272,11 @@ def system(kafka: KafkaSettings, n: int, console: Console) -> dict[str, float]:
             "STREAMLEARN_TRAINER_GATE_WINDOW_MAX": str(n),
             "STREAMLEARN_TRAINER_SANITY_SIZE": "0",
             "STREAMLEARN_TRAINER_METRICS_PORT": str(port),
+            # Arrival order, as the references: this bench checks the trainer's plumbing and
+            # speed against the same learner in process (the stream's timestamps are minutes
+            # old, so cohorts would mix arrival and prediction order). Cohorts' effect on
+            # learning is bench quality's.
+            "STREAMLEARN_TRAINER_COHORT_WAIT_MS": "0",
         }
         proc = subprocess.Popen([sys.executable, "-m", "services.cli", "train"], env=env,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)

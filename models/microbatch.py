@@ -336,7 +336,7 @@ class CohortBuffer(Generic[S]):
     is learnt ``wait_ms`` later (a no-click about when it would have been anyway).
 
     ``wait_ms`` should cover the joiner's attribution window plus its allowed lateness (the
-    trainer sets it so); 0 releases everything at once. When the stream stops, the watermark
+    trainer sets it so); 0 releases everything at once, in arrival order. When the stream stops, the watermark
     stops too: ``release(now_ms)`` then also lets out what is ``2 * wait_ms`` older than the
     caller's clock (the joiner has long emitted its labels). Memory: what arrives within
     ``wait_ms``, at most ``max_held`` (the oldest are released early beyond it, counted in
@@ -371,7 +371,9 @@ class CohortBuffer(Generic[S]):
         return len(self._heap)
 
     def add(self, example: S) -> None:
-        heapq.heappush(self._heap, (int(example.ts_prediction), self._seq, example))
+        # wait_ms = 0: arrival order (the sequence number is the key).
+        key = int(example.ts_prediction) if self.wait_ms else self._seq
+        heapq.heappush(self._heap, (key, self._seq, example))
         self._seq += 1
         ts = int(example.ts_label)
         self.watermark = ts if self.watermark is None else max(self.watermark, ts)
@@ -381,6 +383,8 @@ class CohortBuffer(Generic[S]):
         out: list[S] = []
         if self.watermark is None:
             return out
+        if not self.wait_ms:
+            return [heapq.heappop(self._heap)[2] for _ in range(len(self._heap))]
         edge = self.watermark - self.wait_ms
         if now_ms is not None:
             edge = max(edge, now_ms - 2 * self.wait_ms)
