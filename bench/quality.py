@@ -45,7 +45,8 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from config.settings import GateSettings, TrainerSettings, TriggerSettings
 from models.base import Model
-from models.learner import LabelDrift, Learner
+from models.drift import LossDriftDetector
+from models.learner import Learner
 from models.microbatch import ClickGuard, CohortBuffer
 from services.serving_schemas import PredictRequest
 from services.serving_scoring import model_features
@@ -139,7 +140,7 @@ def run_stage(stage: str, scenario: Scenario, world: World, initial: Model,
                  "stateless": gate.min_examples}
         learner = Learner(champion, policy, gate_config(gate), gate_every=every[stage],
                           sanity_size=settings.sanity_size,
-                          window_max=settings.gate_window_max, drift=LabelDrift(),
+                          window_max=settings.gate_window_max, drift=LossDriftDetector(),
                           guard=ClickGuard())
     behaviour = Behaviour(k=cfg.k)
     cap = max(1, cfg.window_ms - behaviour.impression_delay_max_ms - 100)

@@ -27,58 +27,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
-from river import drift as river_drift
 
 from models.base import Model
+from models.drift import LossDriftDetector
 from models.gate import GateConfig, GateDecision, PairedLosses, decide
-from models.metrics import log_losses
 from models.microbatch import ClickGuard
 from models.policies import TrainingPolicy
 from models.training import Evaluation, Labeled, StepResult
-
-
-class LabelDrift:
-    """Concept drift on the label stream, as the champion sees it: ADWIN on its residuals
-    ``label - score`` (a change either way) and on its log losses (a rise).
-
-    A drift need not raise the champion's log loss: when its favourite items stop being
-    clicked, the observed CTR falls and so does the loss of a model that predicts too much;
-    the residuals' mean moves instead. When what is clicked changes but not how much, the
-    residuals stay centred and the loss rises. Either is an alarm.
-
-    Example:
-        >>> import numpy as np
-        >>> rng = np.random.default_rng(0)
-        >>> d = LabelDrift()
-        >>> d.update(rng.random(3_000) < 0.2, np.full(3_000, 0.2))   # calibrated: no alarm
-        False
-        >>> d.update(rng.random(1_000) < 0.03, np.full(1_000, 0.2))  # clicks fell to 3 %
-        True
-    """
-
-    def __init__(self, delta: float = 0.002) -> None:
-        self.delta = delta
-        self.alarms = 0
-        self.reset()
-
-    def reset(self) -> None:
-        """Forget the stream (a new champion)."""
-        self._residual = river_drift.ADWIN(delta=self.delta)
-        self._loss = river_drift.ADWIN(delta=self.delta)
-
-    def update(self, labels: np.ndarray, scores: np.ndarray) -> bool:
-        """Feed one batch of labels and the champion's scores; True on an alarm in it."""
-        y = np.asarray(labels, dtype=np.float64).reshape(-1)
-        p = np.asarray(scores, dtype=np.float64).reshape(-1)
-        alarm = False
-        for r, loss in zip((y - p).tolist(), log_losses(y, p).tolist(), strict=True):
-            self._residual.update(r)
-            before = self._loss.estimation
-            self._loss.update(loss)
-            rose = self._loss.drift_detected and self._loss.estimation > before
-            alarm = alarm or self._residual.drift_detected or rose
-        self.alarms += alarm
-        return alarm
 
 
 @dataclass(frozen=True)
@@ -105,7 +60,8 @@ class Learner:
             (``StepResult.gate_due``, the trigger-driven policy).
         sanity_size: The first examples kept as the frozen sanity set (0 = none).
         window_max: Fresh examples the evaluation looks back over at most.
-        drift: A detector on the label stream (``LabelDrift``). Its alarm (concept drift)
+        drift: A concept-drift detector on the champion's losses and calibration
+            (``models.drift.LossDriftDetector``). Its alarm
             re-freezes the sanity set from the next examples: a set drawn from the world before
             the drift would otherwise reject every challenger that adapted to the new one as
             "forgetting". None: the set stays until refreshed by hand.
@@ -116,7 +72,7 @@ class Learner:
     def __init__(self, champion: Model, policy: TrainingPolicy, gate: GateConfig, *,
                  gate_every: int | None = 4096, sanity_size: int = 1000,
                  window_max: int | None = 50_000,
-                 drift: LabelDrift | None = None, guard: ClickGuard | None = None) -> None:
+                 drift: LossDriftDetector | None = None, guard: ClickGuard | None = None) -> None:
         self.champion = champion
         self.policy = policy
         self.gate = gate
@@ -148,7 +104,9 @@ class Learner:
         self.counts = replace(self.counts, batches=self.counts.batches + 1,
                               examples=self.counts.examples + len(batch))
         if self.drift is not None and result.n:
-            self.last_alarm = self.drift.update(result.labels, result.champion_scores)
+            alarm = self.drift.update(result.champion_losses,
+                                      result.labels - result.champion_scores)
+            self.last_alarm = alarm is not None
             if self.last_alarm and self.sanity_size:
                 self.refresh_sanity()
         if len(self.sanity) < self.sanity_size:

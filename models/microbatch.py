@@ -336,11 +336,11 @@ class CohortBuffer(Generic[S]):
     is learnt ``wait_ms`` later (a no-click about when it would have been anyway).
 
     ``wait_ms`` should cover the joiner's attribution window plus its allowed lateness (the
-    trainer sets it so); 0 releases everything at once, in arrival order. When the stream stops, the watermark
-    stops too: ``release(now_ms)`` then also lets out what is ``2 * wait_ms`` older than the
-    caller's clock (the joiner has long emitted its labels). Memory: what arrives within
-    ``wait_ms``, at most ``max_held`` (the oldest are released early beyond it, counted in
-    ``forced``).
+    trainer sets it so); 0 releases everything at once, in arrival order. When the stream
+    stops, the watermark stops too: ``release(now_ms)`` then also lets out what is
+    ``2 * wait_ms`` older than the caller's clock (the joiner has long emitted its labels).
+    Memory: what arrives within ``wait_ms``, at most ``max_held`` (the oldest are released
+    early beyond it, counted in ``forced``).
 
     Example:
         >>> from types import SimpleNamespace as E
