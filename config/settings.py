@@ -227,6 +227,10 @@ class TrainerSettings(_Section):
     # this long after their prediction by the label watermark. -1: the joiner's attribution
     # window + allowed lateness + 1 s; 0: train in arrival order.
     cohort_wait_ms: int = Field(-1, ge=-1)
+    # Bot guard (models.microbatch.ClickGuard): users with at least guard_min_labels labels and a
+    # click rate of guard_max_ctr or more are not learnt from. guard_min_labels 0: off.
+    guard_min_labels: int = Field(10, ge=0)
+    guard_max_ctr: float = Field(0.5, gt=0.0, le=1.0)
     replay_ratio: float = Field(0.0, ge=0.0, le=1.0)
     per_user_cap: int = Field(32, ge=1)
     stateless_window: int = Field(50_000, ge=1)

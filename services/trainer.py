@@ -49,7 +49,7 @@ from models.errors import ArtifactError, BatchError, ChampionChangedError, Versi
 from models.factory import build_model
 from models.gate import GateConfig, GateDecision, PairedLosses, decide
 from models.metrics import auc
-from models.microbatch import CohortBuffer, MicroBatcher, SeenIds
+from models.microbatch import ClickGuard, CohortBuffer, MicroBatcher, SeenIds
 from models.policies import StatefulPolicy, StatelessPolicy, TrainingPolicy
 from models.registry import Lineage, Mode, ModelRecord
 from models.replay import Reservoir
@@ -81,6 +81,14 @@ class Received:
     @property
     def ts_prediction(self) -> int:
         return self.example.ts_prediction
+
+    @property
+    def features(self) -> dict[str, Any]:
+        return self.example.features
+
+    @property
+    def label(self) -> int:
+        return self.example.label
 
     @property
     def ts_label(self) -> int:
@@ -171,6 +179,8 @@ class Trainer:
         self.batcher: MicroBatcher[Received] = MicroBatcher(cfg.batch_size, cfg.max_wait_ms)
         # Whole cohorts, in prediction-time order (see CohortBuffer); the CLI resolves -1.
         self.cohorts: CohortBuffer[Received] = CohortBuffer(max(cfg.cohort_wait_ms, 0))
+        self.guard = (ClickGuard(cfg.guard_max_ctr, cfg.guard_min_labels)
+                      if cfg.guard_min_labels else None)
         self.evaluation = Evaluation(max_examples=cfg.gate_window_max)
         self.sanity: list[Example] = []
         self.seen = SeenIds(cfg.dedup_capacity)
@@ -335,6 +345,9 @@ class Trainer:
     def _on_batch(self, batch: list[Received]) -> None:
         now = self.now_ms()
         fresh, n_dup = self.seen.filter_new(batch, now)
+        if self.guard is not None:  # users whose click rate no human has: not learnt from
+            fresh, n_guarded = self.guard.filter(fresh)
+            self.metrics.examples["guarded"].inc(n_guarded)
         started = time.perf_counter()
         try:
             result = self.policy.process(self.champion, [r.example for r in fresh], now)

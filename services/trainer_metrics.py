@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, ProcessCollector
 
-EXAMPLE_OUTCOMES = ("trained", "duplicate", "capped", "invalid", "replayed")
+EXAMPLE_OUTCOMES = ("trained", "duplicate", "capped", "guarded", "invalid", "replayed")
 GATE_OUTCOMES = ("promote", "keep_training", "reject")
 GATE_RULES = (
     "finite", "min_examples", "calibration", "auc_floor", "worse", "forgetting", "better",

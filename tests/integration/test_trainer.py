@@ -17,6 +17,7 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -232,6 +233,28 @@ def test_bad_examples_go_to_the_dlq_and_duplicates_are_learnt_once(
     errors = sorted(orjson.loads(v)["error"] for v in dlq)
     assert errors[0].startswith("field 'label'") and errors[1].startswith("invalid JSON")
     assert all(orjson.loads(v)["source_topic"] == kafka.examples_topic for v in dlq)
+
+
+def test_a_user_who_clicks_everything_is_not_learnt_from(
+    make_topics: Callable[..., KafkaSettings], registry: RedisRegistry
+) -> None:
+    kafka = make_topics(partitions=1)
+    humans = stream_of(1_000, seed=5)
+    # A bot among the humans: every one of its 200 shown items clicked.
+    bot = [replace(e, prediction_id=f"bot-{i}", label=1,
+                   features={**e.features, "user_id": "bot-1"})
+           for i, e in enumerate(stream_of(200, seed=6))]
+    mixed = [x for pair in zip(humans[:200], bot, strict=True) for x in pair] + humans[200:]
+    produce(kafka, mixed)
+    trainer = in_process(kafka, registry, gate_every_examples=100_000, batch_size=100)
+
+    run_until(trainer, lambda: sum(trainer.ledger.next_offsets.values()) == 1_200)
+
+    guarded = trainer.metrics.examples["guarded"]._value.get()
+    # Judged on its record before each batch: its first batch (50 labels) is learnt, then not.
+    assert 150 <= guarded <= 190, guarded
+    assert trainer.totals.trained == 1_200 - guarded
+    assert trainer.ledger.next_offsets == {0: 1_200}  # guarded examples are done with too
 
 
 def read_topic(kafka: KafkaSettings, topic: str, n: int, timeout_s: float = 20.0) -> list[bytes]:
