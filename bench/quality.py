@@ -185,14 +185,16 @@ def run_stage(stage: str, scenario: Scenario, world: World, initial: Model,
         for example in cohorts.release():
             batch.append(example)
             if len(batch) >= cfg.batch_size:
+                firings = getattr(learner.policy, "counts", {}).get("drift", 0)
                 decision = learner.step(list(batch), now_ms)
                 if post_drift or batch[-1].ts_prediction >= drift_ms:
                     post_drift += 1  # batches are in prediction-time order (cohorts)
-                    result = learner.last_result
-                    fired = {f.kind for f in getattr(result, "fired", ())}
+                    # A firing counts when it fires, even if it is held while the gate's
+                    # evidence is gathered (the training it asks for comes after the verdict).
+                    fired = getattr(learner.policy, "counts", {}).get("drift", 0) > firings
                     if learner.last_alarm and out.drift_alarm_batches is None:
                         out.drift_alarm_batches = post_drift
-                    if "drift" in fired and out.drift_trigger_batches is None:
+                    if fired and out.drift_trigger_batches is None:
                         out.drift_trigger_batches = post_drift
                 batch.clear()
                 if decision is not None:

@@ -1,11 +1,11 @@
 """A model trained on a scenario's early traffic: the champion a team deploys before the drift.
 
 ``warm_model`` shows ``k`` random candidates of each of ``requests`` requests from index
-``start`` on (an exploration log: no ranking bias), draws each one's click from the truth, and lets a fresh model
-learn them in micro-batches, in order. The demo registers it as the first champion (trained on
-requests far from the ones it will send, under the ``stationary`` scenario: the world before
-any drift) and the quality benchmark starts every stage from it, so "frozen" means a trained
-model left alone, not the cold-start prior.
+``start`` on (an exploration log: no ranking bias), draws each one's click from the truth,
+and lets a fresh model learn them in micro-batches, in order. The demo registers it as the
+first champion (trained on requests far from the ones it will send, under the ``stationary``
+scenario: the world before any drift) and the quality benchmark starts every stage from it,
+so "frozen" means a trained model left alone, not the cold-start prior.
 
 Example:
     >>> from models import build_model
