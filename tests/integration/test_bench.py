@@ -45,3 +45,22 @@ def test_joiner_bench_reports_every_figure_and_loses_nothing(stack: Stack) -> No
     assert figures["positives_timed"] > 0
     assert 0 < figures["join_latency_p50_ms"] <= figures["join_latency_p99_ms"]
     assert figures["rss_mb_per_100k_pending"] > 0
+
+
+def test_quality_bench_reports_the_four_stages_against_the_truth() -> None:
+    """In process (no stack needed): the four stages on one seeded replay."""
+    figures = run_bench("quality")
+    assert figures["scenario"] == "sudden"
+    regret = figures["regret"]
+    assert set(regret) == {"frozen", "stateless", "stateful", "continual"}
+    # Regret is loss above the truth's: never negative on average, and a learning stage that
+    # promoted something differs from the frozen model.
+    assert all(r is not None and r > 0 for r in regret.values())
+    stages = figures["stages"]
+    assert stages["frozen"]["promotions"] == 0 and stages["frozen"]["decisions"] == {}
+    assert figures["promotions"] == stages["stateful"]["promotions"] >= 1
+    assert regret["stateful"] < regret["frozen"]
+    assert figures["drift_alarm_batches"] is not None and figures["drift_alarm_batches"] >= 1
+    assert isinstance(figures["bot_attack_logloss_delta"], float)
+    # Every stage saw the same labels: same traffic, same truth.
+    assert len({s["labels"] for s in stages.values()}) == 1
