@@ -38,6 +38,7 @@ import numpy as np
 from river import drift as river_drift
 
 DetectorName = Literal["adwin", "page_hinkley"]
+CALIBRATION_SETTLE: Final = 256  # residuals after a calibration change that judge it
 DETECTORS: Final[tuple[DetectorName, ...]] = ("adwin", "page_hinkley")
 
 
@@ -126,6 +127,32 @@ class LossDriftDetector:
         self._residual = _Watched(river_drift.ADWIN(delta=p["adwin_delta"],
                                                     grace_period=p["min_examples"]),
                                   adwin=True) if self.calibration else None
+        # (mean before, sum and count of residuals since, seen at) of a change being judged
+        self._settling: tuple[float, float, int, int] | None = None
+
+    def _calibration(self, values: np.ndarray) -> DriftAlarm | None:
+        """A calibration change is an alarm when it leaves the champion worse calibrated,
+        judged on the ``CALIBRATION_SETTLE`` residuals after ADWIN saw it: ADWIN notices a
+        change part way through it (a move from +0.02 to -0.11 is first seen at about 0), so
+        its own estimate at that moment cannot tell "worse" from "back towards 0"."""
+        r = self._residual
+        if r is None:
+            return None
+        change = r.feed(values)
+        alarm: DriftAlarm | None = None
+        if self._settling is not None:  # an earlier change: these values are its new regime
+            before, total, n, seen_at = self._settling
+            self._settling = (before, total + float(values.sum()), n + values.size, seen_at)
+        if change is not None:
+            tail = values[change[0]:]
+            self._settling = (change[1], float(tail.sum()), tail.size, r.seen_at)
+        if self._settling is not None and self._settling[2] >= CALIBRATION_SETTLE:
+            before, total, n, seen_at = self._settling
+            self._settling = None
+            after = total / n
+            if abs(after) > abs(before):
+                alarm = DriftAlarm("adwin", 0, seen_at, before, after, "calibration")
+        return alarm
 
     @property
     def seen(self) -> int:
@@ -145,12 +172,8 @@ class LossDriftDetector:
         if change is not None and change[2] > change[1]:
             alarm = DriftAlarm(self.name, change[0], self._loss.seen_at, change[1], change[2])
         if residuals is not None and self._residual is not None:
-            r = self._residual
-            change = r.feed(np.asarray(residuals, dtype=np.float64).reshape(-1))
-            # Worse calibrated, not back to calibrated.
-            if alarm is None and change is not None and abs(change[2]) > abs(change[1]):
-                alarm = DriftAlarm("adwin", change[0], r.seen_at, change[1], change[2],
-                                   "calibration")
+            calibration = self._calibration(np.asarray(residuals, dtype=np.float64).reshape(-1))
+            alarm = alarm or calibration
         if alarm is not None:
             self.alarms += 1
         return alarm
@@ -178,9 +201,15 @@ class _Watched:
             n_before = self._n + i
             before = (self._sum + done) / n_before if n_before > 0 else 0.0
             if self.adwin:  # it kept the recent window: the new regime's mean so far
-                after = float(self.detector.estimation)
+                # At the alarm the kept window still holds old values (ADWIN cuts where the
+                # change is significant, not where it began), so its mean lags: a calibration
+                # moving from +0.02 to -0.11 read as "back towards 0" and never alarmed. The
+                # batch's values from the alarm on, when there are enough, are the new regime.
+                kept = float(self.detector.estimation)
+                tail = values[i:]
+                after = float(tail.mean()) if tail.size >= 32 else kept
                 width = int(self.detector.width)
-                self._sum, self._n = after * width - float(prefix[i]), width - (i + 1)
+                self._sum, self._n = kept * width - float(prefix[i]), width - (i + 1)
             else:  # Page-Hinkley restarts at the next value
                 after = float(values[i:].mean())
                 self._sum, self._n = -float(prefix[i]), -(i + 1)

@@ -159,6 +159,23 @@ def test_fewer_clicks_lower_the_loss_but_the_calibration_detector_alarms() -> No
     assert "champion calibration moved, mean (label - score) from" in alarm.reason
 
 
+def test_a_calibration_move_across_zero_alarms() -> None:
+    """A slightly under-predicting champion (+0.02) whose clicks fall (-0.11): ADWIN first sees
+    the change when the window's mean is near 0, which looked like "back to calibrated"."""
+    rng = np.random.default_rng(8)
+    detector = LossDriftDetector("adwin")
+    for _ in range(20):
+        y = (rng.random(512) < 0.2).astype(float)
+        assert detector.update(log_losses(y, np.full(512, 0.18)), y - 0.18) is None
+    alarms = []
+    for _ in range(2):
+        y = (rng.random(512) < 0.04).astype(float)
+        alarms.append(detector.update(log_losses(y, np.full(512, 0.15)), y - 0.15))
+    alarm = next(a for a in alarms if a is not None)  # within two batches
+    assert alarm.signal == "calibration"
+    assert alarm.before > 0 > alarm.after and abs(alarm.after) > abs(alarm.before)
+
+
 def test_calibration_can_be_left_out() -> None:
     rng = np.random.default_rng(7)
     detector = LossDriftDetector("adwin", calibration=False)
