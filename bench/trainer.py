@@ -268,6 +268,7 @@ def system(kafka: KafkaSettings, n: int, console: Console) -> dict[str, float]:
             "STREAMLEARN_TRAINER_BATCH_SIZE": str(BATCH),
             "STREAMLEARN_TRAINER_MAX_WAIT_MS": "2000",
             "STREAMLEARN_TRAINER_PER_USER_CAP": str(BATCH),
+            "STREAMLEARN_TRAINER_GUARD_MIN_LABELS": "0",  # like the cap: as the reference learns
             "STREAMLEARN_TRAINER_GATE_EVERY_EXAMPLES": str(n),
             "STREAMLEARN_TRAINER_GATE_WINDOW_MAX": str(n),
             "STREAMLEARN_TRAINER_SANITY_SIZE": "0",
