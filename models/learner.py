@@ -26,14 +26,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-import numpy as np
-
 from models.base import Model
 from models.drift import LossDriftDetector
 from models.gate import GateConfig, GateDecision, PairedLosses, decide
 from models.microbatch import ClickGuard
 from models.policies import TrainingPolicy
-from models.training import Evaluation, Labeled, StepResult
+from models.training import Evaluation, Labeled, StepResult, paired_on
 
 
 @dataclass(frozen=True)
@@ -143,11 +141,4 @@ class Learner:
 
     def sanity_pairs(self) -> PairedLosses | None:
         """Champion and challenger on the sanity set, or None before there is one."""
-        if not self.sanity:
-            return None
-        feats = [e.features for e in self.sanity]
-        return PairedLosses.from_scores(
-            np.asarray([float(e.label) for e in self.sanity]),
-            self.champion.predict_proba_many(feats),
-            self.policy.challenger.predict_proba_many(feats),
-        )
+        return paired_on(self.sanity, self.champion, self.policy.challenger)

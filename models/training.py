@@ -277,3 +277,16 @@ class Evaluation:
 
 def _mean(values: np.ndarray) -> float:
     return float(values.mean()) if values.size else float("nan")
+
+
+def paired_on(examples: Sequence[Labeled], champion: Model, challenger: Model,
+              ) -> PairedLosses | None:
+    """Both models scored on ``examples`` (the gate's sanity set); None when there are none."""
+    if not examples:
+        return None
+    feats = [e.features for e in examples]
+    return PairedLosses.from_scores(
+        np.asarray([float(e.label) for e in examples]),
+        champion.predict_proba_many(feats),
+        challenger.predict_proba_many(feats),
+    )

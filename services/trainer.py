@@ -25,7 +25,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, Literal, cast
 
-import numpy as np
 from confluent_kafka import (
     OFFSET_STORED,
     Consumer,
@@ -53,7 +52,7 @@ from models.microbatch import ClickGuard, CohortBuffer, MicroBatcher, SeenIds
 from models.policies import StatefulPolicy, StatelessPolicy, TrainingPolicy
 from models.registry import Lineage, Mode, ModelRecord
 from models.replay import Reservoir
-from models.training import Evaluation, StepResult
+from models.training import Evaluation, StepResult, paired_on
 from models.triggers import TriggeredPolicy, Triggers
 from services.registry import RedisRegistry
 from services.trainer_drift import DriftWatch
@@ -465,14 +464,7 @@ class Trainer:
         self.checkpoint()  # the registry moved: make the matching state durable at once
 
     def _sanity_pairs(self) -> PairedLosses | None:
-        if not self.sanity:
-            return None
-        feats = [e.features for e in self.sanity]
-        return PairedLosses.from_scores(
-            np.asarray([float(e.label) for e in self.sanity]),
-            self.champion.predict_proba_many(feats),
-            self.policy.challenger.predict_proba_many(feats),
-        )
+        return paired_on(self.sanity, self.champion, self.policy.challenger)
 
     def _register(self, model: Model, parent: str | None, mode: Mode,
                   decision: GateDecision | None, lineage: Lineage | None = None) -> ModelRecord:
