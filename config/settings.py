@@ -229,8 +229,8 @@ class TrainerSettings(_Section):
     cohort_wait_ms: int = Field(-1, ge=-1)
     # Bot guard (models.microbatch.ClickGuard): users with at least guard_min_labels labels and a
     # click rate of guard_max_ctr or more are not learnt from. guard_min_labels 0: off.
-    guard_min_labels: int = Field(10, ge=0)
-    guard_max_ctr: float = Field(0.5, gt=0.0, le=1.0)
+    guard_min_labels: int = Field(8, ge=0)
+    guard_max_ctr: float = Field(0.75, gt=0.0, le=1.0)
     replay_ratio: float = Field(0.0, ge=0.0, le=1.0)
     per_user_cap: int = Field(32, ge=1)
     stateless_window: int = Field(50_000, ge=1)

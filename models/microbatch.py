@@ -261,7 +261,7 @@ class ClickGuard:
         ({'h'}, 5, 1)
     """
 
-    def __init__(self, max_ctr: float = 0.5, min_labels: int = 10,
+    def __init__(self, max_ctr: float = 0.75, min_labels: int = 8,
                  max_users: int = 200_000) -> None:
         if not 0.0 < max_ctr <= 1.0 or min_labels < 1 or max_users < 1:
             raise ValueError("need 0 < max_ctr <= 1, min_labels >= 1 and max_users >= 1")
