@@ -11,7 +11,6 @@ Anchors (issue 2): ≥ 150k msg/s produced, ≥ 200k msg/s consumed, round trip 
 from __future__ import annotations
 
 import os
-import socket
 import tempfile
 import time
 from pathlib import Path
@@ -23,6 +22,7 @@ from rich.progress import Progress
 
 from bench.common import percentile, running_stack, scratch_topic
 from config.settings import KafkaSettings, RedisSettings, StackSettings
+from services.localloop import free_port
 from services.stack.manager import Stack
 
 MESSAGE_BYTES = 200
@@ -116,20 +116,14 @@ def roundtrip_latencies(bootstrap: str, topic: str, n: int, progress: Progress) 
     return latencies
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def broker_start_times(jar_cache: Path) -> tuple[float, float]:
     """Seconds until a private broker answers: cold (fresh), then warm (restart)."""
     with tempfile.TemporaryDirectory(prefix="sl-bench-") as home:
         stack = Stack(
             StackSettings(home=Path(home), cache_dir=jar_cache,
-                          kafka_controller_port=_free_port()),
-            KafkaSettings(bootstrap_servers=f"127.0.0.1:{_free_port()}"),
-            RedisSettings(url=f"redis://127.0.0.1:{_free_port()}/0"),
+                          kafka_controller_port=free_port()),
+            KafkaSettings(bootstrap_servers=f"127.0.0.1:{free_port()}"),
+            RedisSettings(url=f"redis://127.0.0.1:{free_port()}/0"),
         )
         try:
             cold = stack.up_kafka().seconds

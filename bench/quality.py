@@ -150,6 +150,7 @@ def run_stage(stage: str, scenario: Scenario, world: World, initial: Model,
     batch: list[_Example] = []
     cohorts: CohortBuffer[_Example] = CohortBuffer(cfg.window_ms)
     recovery = RecoveryTracker(cfg.recovery_window, cfg.recovery_tolerance)
+    recovery.drift()  # only post-drift labels are fed to it
     out = StageResult(stage)
     regret_sum = system_sum = optimal_sum = 0.0
     genuine_sum, genuine_n = 0.0, 0
@@ -171,8 +172,6 @@ def run_stage(stage: str, scenario: Scenario, world: World, initial: Model,
             system_sum += s
             optimal_sum += o
             if d.after_drift:
-                if recovery.recovered is None and recovery._n is None:  # noqa: SLF001
-                    recovery.drift()
                 recovery.update(s, o)
                 if d.genuine:
                     genuine_sum += s

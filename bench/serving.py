@@ -62,17 +62,12 @@ from rich.console import Console
 
 from bench.common import percentile, running_stack, scratch_topic
 from config.settings import RegistrySettings, ServingSettings, load
+from services.localloop import free_port
 from services.stack.manager import Stack
 
 CANDIDATES = 20
 TARGETS = {"ratio": 0.6, "p99_ms": 25.0, "swap_visible_ms_p50": 500.0,
            "metrics_overhead": 0.05}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _bodies(n: int, seed: int = 7) -> list[bytes]:
@@ -362,7 +357,7 @@ def _measure(stack: Stack, topic: str, work: Path, seconds: float, swaps: int,
     prefix = f"bench-serving-{uuid.uuid4().hex[:8]}:"
     client = redis.Redis.from_url(stack.redis_settings.url, socket_timeout=30.0)
     registry = RedisRegistry(client, load(RegistrySettings, prefix=prefix))
-    serve_port, quiet_port, base_port = _free_port(), _free_port(), _free_port()
+    serve_port, quiet_port, base_port = free_port(), free_port(), free_port()
     env = {**os.environ, "STREAMLEARN_REGISTRY_PREFIX": prefix,
            "STREAMLEARN_KAFKA_PREDICTIONS_TOPIC": topic,
            "STREAMLEARN_KAFKA_BOOTSTRAP_SERVERS": stack.kafka_settings.bootstrap_servers,

@@ -50,7 +50,8 @@ from rich.console import Console
 from bench.common import percentile, running_stack
 from bench.harness import JoinerCluster, read_examples, wait_until_drained
 from bench.trainer_stream import join_inputs, labeled_stream
-from config.settings import KafkaSettings, TrainerSettings, load
+from config.settings import KafkaSettings, RedisSettings, TrainerSettings, load
+from services.localloop import delete_prefix, free_port
 from streams.joiner.policy import JoinPolicy
 from streams.joiner.scenario import RawMessage, summarize
 from streams.schemas import Example
@@ -188,7 +189,7 @@ def fresh_topics(bootstrap: str) -> tuple[KafkaSettings, Any]:
         doomed = [t for t in names if t in have]
         if doomed:
             admin.delete_topics(doomed)
-        _drop_keys(f"{tag}:")
+        delete_prefix(load(RedisSettings).url, f"{tag}:")
 
     return kafka, cleanup
 
@@ -255,7 +256,7 @@ def system(kafka: KafkaSettings, n: int, console: Console) -> dict[str, float]:
     """``streamlearn train`` in a subprocess over the joiner's ``examples`` topic (``n``)."""
     tag = kafka.examples_topic.removesuffix("-examples")
     prefix = f"{tag}:"
-    port = _free_port()
+    port = free_port()
     proc = None
     try:
         env = {
@@ -313,26 +314,6 @@ def system(kafka: KafkaSettings, n: int, console: Console) -> dict[str, float]:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(10)
-
-
-def _drop_keys(prefix: str) -> None:
-    import redis
-
-    from config.settings import RedisSettings
-
-    client = redis.Redis.from_url(load(RedisSettings).url)
-    keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
-    if keys:
-        client.delete(*keys)
-    client.close()
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _scrape(port: int) -> dict[str, float]:

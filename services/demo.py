@@ -21,11 +21,10 @@ import sys
 import time
 from pathlib import Path
 
-import httpx
 from rich.console import Console
 
 from config.settings import KafkaSettings, RedisSettings, RegistrySettings, load
-from services.localloop import REPO, LocalLoop, delete_topics, wait_for
+from services.localloop import REPO, LocalLoop, answers, delete_prefix, delete_topics, wait_for
 from services.simulator import SimulatorError, build
 
 console = Console(highlight=False)
@@ -110,7 +109,7 @@ def cmd_demo_run(args: argparse.Namespace) -> int:
             delete_topics(kafka.bootstrap_servers,
                           [s.name for s in topic_specs(kafka)] + loop.joiner_topics)
             if not args.keep:
-                _delete_registry(prefix)
+                delete_prefix(load(RedisSettings).url, prefix)
         if args.keep:
             console.print(f"registry kept: STREAMLEARN_REGISTRY_PREFIX='{prefix}' "
                           "streamlearn models list")
@@ -159,18 +158,19 @@ def _start(loop: LocalLoop) -> None:
     """serve, join, train, each once the previous one answers."""
     with console.status("starting serve…"):
         loop.start("serve")
-        wait_for(lambda: _ready(loop) or loop.dead(), 90, "serving's /readyz", loop.logs)
+        wait_for(lambda: loop.serving_ready() or loop.dead(), 90, "serving's /readyz",
+                 loop.logs)
         loop.check_alive()
     console.print(f"[green]✔[/] serve at {loop.url} (champion loaded)")
     with console.status("starting join…"):
         loop.start("join")
-        wait_for(lambda: _answers(loop.joiner_metrics_port) or loop.dead(), 90,
+        wait_for(lambda: answers(_metrics(loop.joiner_metrics_port)) or loop.dead(), 90,
                  "the joiner's metrics", loop.logs)
         loop.check_alive()
     console.print("[green]✔[/] join (natural labels, exactly once)")
     with console.status("starting train…"):
         loop.start("train")
-        wait_for(lambda: _answers(loop.trainer_metrics_port) or loop.dead(), 90,
+        wait_for(lambda: answers(_metrics(loop.trainer_metrics_port)) or loop.dead(), 90,
                  "the trainer's metrics", loop.logs)
         loop.check_alive()
     console.print("[green]✔[/] train (stateful micro-batches + the gate)")
@@ -199,27 +199,5 @@ def _simulate(loop: LocalLoop, args: argparse.Namespace) -> int:
     return sim.returncode
 
 
-def _ready(loop: LocalLoop) -> bool:
-    try:
-        return httpx.get(f"{loop.url}/readyz", timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
-def _answers(port: int) -> bool:
-    try:
-        return httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
-def _delete_registry(prefix: str) -> None:
-    import redis
-
-    client = redis.Redis.from_url(load(RedisSettings).url, socket_timeout=30.0)
-    try:
-        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
-        if keys:
-            client.delete(*keys)
-    finally:
-        client.close()
+def _metrics(port: int) -> str:
+    return f"http://127.0.0.1:{port}/metrics"

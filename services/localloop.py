@@ -54,6 +54,29 @@ def kafka_env(k: KafkaSettings) -> dict[str, str]:
     }
 
 
+def answers(url: str) -> bool:
+    """``GET url`` answers 200 now (a process's ``/readyz`` or ``/metrics``)."""
+    import httpx
+
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def delete_prefix(redis_url: str, prefix: str) -> None:
+    """Delete every Redis key under ``prefix`` (a run's registry and trainer state)."""
+    import redis
+
+    client = redis.Redis.from_url(redis_url, socket_timeout=30.0)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
+
+
 def wait_for(condition: Callable[[], Any], timeout_s: float, what: str,
              on_timeout: Callable[[], str] = lambda: "") -> Any:
     """Poll ``condition`` until it returns something truthy; ``TimeoutError`` after
@@ -133,6 +156,10 @@ class LocalLoop:
             [sys.executable, "-m", "services.cli", name, *args], cwd=REPO, env=self.env(),
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
+
+    def serving_ready(self) -> bool:
+        """``/readyz`` of this loop's serving answers 200 (a champion is loaded)."""
+        return answers(f"{self.url}/readyz")
 
     def dead(self) -> list[str]:
         """Processes that have exited, as ``name (exit code)``."""

@@ -20,11 +20,8 @@ import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
-import httpx
-import redis
-
 from config.settings import KafkaSettings, RedisSettings, load
-from services.localloop import LocalLoop, delete_topics, wait_for
+from services.localloop import LocalLoop, delete_prefix, delete_topics, wait_for
 from services.ops_prometheus import local_prometheus
 from services.ops_render import REPO, print_drawn, render
 
@@ -113,19 +110,12 @@ def record(out: Path, *, seconds: float, scenario: str, rate: float,
             loop.stop()
             delete_topics(kafka.bootstrap_servers,
                           [*(s.name for s in topic_specs(kafka)), *loop.joiner_topics])
-            client = redis.Redis.from_url(load(RedisSettings).url)
-            keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
-            if keys:
-                client.delete(*keys)
-            client.close()
+            delete_prefix(load(RedisSettings).url, prefix)
 
 
 def _ready(loop: LocalLoop) -> bool:
     loop.check_alive()
-    try:
-        return httpx.get(f"{loop.url}/readyz", timeout=2).status_code == 200
-    except httpx.TransportError:
-        return False
+    return loop.serving_ready()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

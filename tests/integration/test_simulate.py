@@ -14,8 +14,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import httpx
-
 from tests.integration.loop_helpers import (
     REPO,
     LoopStack,
@@ -33,13 +31,6 @@ SETTINGS = {  # short windows so labels come within seconds
 REQUESTS = 300  # at 60 a second: 5 s of traffic, 1,500 shown predictions
 
 
-def _ready(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/readyz", timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
 def _examples_out(loop: LoopStack) -> float:
     samples = scrape(loop.joiner_metrics_port, "streamlearn_joiner_examples_out_total") or {}
     return sum(samples.values())
@@ -49,7 +40,7 @@ def test_simulate_stationary_drives_the_real_api_and_accounts_from_the_truth(
     loop: LoopStack, tmp_path: Path
 ) -> None:
     loop.start("serve")
-    wait_for(lambda: _ready(loop.url), 60, "serving to be ready", loop.logs)
+    wait_for(loop.serving_ready, 60, "serving to be ready", loop.logs)
     loop.start("join")
     wait_for(lambda: scrape(loop.joiner_metrics_port, "streamlearn_joiner_"), 60,
              "the joiner to start", loop.logs)
