@@ -24,7 +24,15 @@ from pathlib import Path
 from rich.console import Console
 
 from config.settings import KafkaSettings, RedisSettings, RegistrySettings, load
-from services.localloop import REPO, LocalLoop, answers, delete_prefix, delete_topics, wait_for
+from services.localloop import (
+    REPO,
+    LocalLoop,
+    answers,
+    delete_prefix,
+    delete_topics,
+    register_champion,
+    wait_for,
+)
 from services.simulator import SimulatorError, build
 
 console = Console(highlight=False)
@@ -122,12 +130,7 @@ WARMUP_START = 10_000_000  # request indices the run never sends
 def _register_warm_champion(prefix: str, signing_key: str, args: argparse.Namespace) -> None:
     """Train the trainer's configured model on the world before any drift and make it the
     run's champion ``v1.0``: the demo starts from a deployed model, as a team would."""
-    import redis
-    from pydantic import SecretStr
-
     from config.settings import TrainerSettings
-    from models.registry import ModelRecord
-    from services.registry import RedisRegistry
     from services.simulator.warmup import warm_model
     from services.trainer import new_model
 
@@ -136,20 +139,9 @@ def _register_warm_champion(prefix: str, signing_key: str, args: argparse.Namesp
         before = build("stationary", args.seed)
         model = warm_model(new_model(load(TrainerSettings)), before, before.world(),
                            requests=WARMUP_REQUESTS, start=WARMUP_START, seed=args.seed)
-        client = redis.Redis.from_url(load(RedisSettings).url, socket_timeout=30.0)
-        try:
-            cfg = load(RegistrySettings).model_copy(
-                update={"prefix": prefix, "signing_key": SecretStr(signing_key)})
-            registry = RedisRegistry(client, cfg)
-            blob = model.save()
-            version = registry.next_version(None, "manual")
-            registry.put(ModelRecord.for_model(model, blob, version=version, parent=None,
-                                               mode="manual",
-                                               created_at=int(time.time() * 1000)), blob)
-            registry.promote(version, f"demo: trained on {WARMUP_REQUESTS:,} simulated "
-                             "requests before the run", expected=None)
-        finally:
-            client.close()
+        version = register_champion(
+            load(RedisSettings).url, prefix, signing_key, model,
+            f"demo: trained on {WARMUP_REQUESTS:,} simulated requests before the run")
     console.print(f"[green]✔[/] champion {version}: trained on {WARMUP_REQUESTS:,} requests "
                   "before the run")
 

@@ -77,6 +77,33 @@ def delete_prefix(redis_url: str, prefix: str) -> None:
         client.close()
 
 
+def register_champion(redis_url: str, prefix: str, signing_key: str, model: Any,
+                      reason: str) -> str:
+    """Register ``model`` as a new manual version under ``prefix`` and make it the champion
+    (a run that starts from a deployed model, as a team would); returns its version."""
+    import redis
+    from pydantic import SecretStr
+
+    from config.settings import RegistrySettings, load
+    from models.registry import ModelRecord
+    from services.registry import RedisRegistry
+
+    client = redis.Redis.from_url(redis_url, socket_timeout=30.0)
+    try:
+        cfg = load(RegistrySettings).model_copy(
+            update={"prefix": prefix, "signing_key": SecretStr(signing_key)})
+        registry = RedisRegistry(client, cfg)
+        blob = model.save()
+        version = registry.next_version(None, "manual")
+        registry.put(ModelRecord.for_model(model, blob, version=version, parent=None,
+                                           mode="manual", created_at=int(time.time() * 1000)),
+                     blob)
+        registry.promote(version, reason, expected=None)
+        return str(version)
+    finally:
+        client.close()
+
+
 def wait_for(condition: Callable[[], Any], timeout_s: float, what: str,
              on_timeout: Callable[[], str] = lambda: "") -> Any:
     """Poll ``condition`` until it returns something truthy; ``TimeoutError`` after
