@@ -7,6 +7,8 @@ or boolean values under any keys, any of which may be missing, new keys at any t
 * numbers get two entries: their z-score (running mean/variance, clipped) at ``h("key")``, and
   an equal-frequency bucket ``h("key#b=<bucket>")`` with value 1, bucket edges read off a
   bounded reservoir sketch of the values seen; non-finite numbers and ``None`` count as missing;
+* numbers under a key listed in ``categorical`` (codes and cyclic values such as the hour of
+  day, whose order means nothing to one weight) are categorical too: ``h("hour=13")``;
 * each configured cross ``(a, b)`` present in the dict adds ``h("a=<va>&b=<vb>")`` with value 1
   (numbers are crossed by their exact value, so cross categoricals or small integers).
 
@@ -70,6 +72,11 @@ class FeatureSpec:
         clip: Z-scores are clipped to ``[-clip, clip]`` so an outlier cannot blow up a logit.
         max_numeric_keys: Numeric keys with statistics; further new keys still contribute a
             presence bucket but no statistics, so a stream of junk keys cannot grow memory.
+        categorical: Keys whose numbers are categories, one weight per value. The default
+            ``hour``: as a z-score, hour 23 is far from hour 0 and a model extrapolates to
+            hours it has not seen. In the quality replay a champion trained on hours 8 to 23,
+            while clicks fell after a drift, scored 0.30 instead of 0.03 when the clock
+            wrapped to 0.
     """
 
     hash_bits: int = 18
@@ -78,6 +85,7 @@ class FeatureSpec:
     sketch_size: int = 256
     clip: float = 5.0
     max_numeric_keys: int = 1024
+    categorical: tuple[str, ...] = ("hour",)
 
     def __post_init__(self) -> None:
         # Accept lists (e.g. from JSON or YAML) but store hashable, immutable tuples.
@@ -87,6 +95,11 @@ class FeatureSpec:
             msg = f"crosses: expected pairs of keys, got {self.crosses!r}"
             raise HyperparameterError(msg) from exc
         object.__setattr__(self, "crosses", crosses)
+        if isinstance(self.categorical, str) or not all(
+                isinstance(k, str) for k in self.categorical):
+            raise HyperparameterError(
+                f"categorical: expected a list of keys, got {self.categorical!r}")
+        object.__setattr__(self, "categorical", tuple(self.categorical))
         if not 4 <= self.hash_bits <= 30:
             raise HyperparameterError(f"hash_bits: expected 4..30, got {self.hash_bits}")
         if self.n_buckets < 1 or self.sketch_size < 1 or self.max_numeric_keys < 0:
@@ -103,6 +116,7 @@ class FeatureSpec:
         """JSON-serialisable form; ``FeatureSpec(**spec.to_dict()) == spec``."""
         out = asdict(self)
         out["crosses"] = [list(pair) for pair in self.crosses]
+        out["categorical"] = list(self.categorical)
         return out
 
 
@@ -143,6 +157,7 @@ class FeatureEncoder:
         self.spec = spec or FeatureSpec()
         self.seed = seed
         self._mask = self.spec.n_rows - 1
+        self._coded = frozenset(self.spec.categorical)
         self._numeric: dict[str, _Numeric] = {}
         # Stand-in for keys without statistics: z-score 0, bucket 0, never updated.
         self._unknown = _Numeric(RunningStats(), ReservoirSketch(1, 0))
@@ -166,6 +181,7 @@ class FeatureEncoder:
         mask = self._mask
         crc = zlib.crc32
         crosses = self.spec.crosses
+        coded = self._coded
         # Every entry has value 1.0 except numeric z-scores, filled in below: no value list.
         idx: list[int] = []
         lengths: list[int] = []
@@ -183,6 +199,8 @@ class FeatureEncoder:
                     kind = "num" if -_MAX_NUM < value < _MAX_NUM else "skip"  # type: ignore[operator]
                 else:
                     kind = _kind(key, value)
+                if kind == "num" and key in coded:
+                    kind = "cat"
                 if kind == "cat":
                     idx.append(crc(f"{key}={value}".encode()) & mask)
                 elif kind == "num":
@@ -266,7 +284,8 @@ class FeatureEncoder:
     @classmethod
     def from_state(cls, state: Mapping[str, Any]) -> FeatureEncoder:
         """Inverse of ``to_state``."""
-        enc = cls(FeatureSpec(**state["spec"]), int(state["seed"]))
+        # Blobs written before ``categorical`` existed encoded every number as a number.
+        enc = cls(FeatureSpec(**{"categorical": (), **state["spec"]}), int(state["seed"]))
         for key, num in state["numeric"].items():
             sketch = ReservoirSketch.from_state(
                 num["sketch"], enc.spec.sketch_size, enc.seed ^ stable_hash(key)

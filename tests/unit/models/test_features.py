@@ -105,6 +105,36 @@ def test_numeric_is_zscore_plus_bucket_and_learnt_only_when_asked() -> None:
     assert got[stable_hash("price#b=3") & MASK_18] == 1.0
 
 
+def test_numbers_under_a_categorical_key_are_categories() -> None:
+    encoder = FeatureEncoder(FeatureSpec(crosses=()))  # default: hour is categorical
+    encoder.encode([{"hour": h, "price": float(h)} for h in range(24)], learn=True)
+    assert entries(encoder, {"hour": 13}) == {stable_hash("hour=13") & MASK_18: 1.0}
+    # One weight per hour: hour 0 is not "far below" hour 23, and has no statistics.
+    assert entries(encoder, {"hour": 0}) == {stable_hash("hour=0") & MASK_18: 1.0}
+    assert sorted(encoder.numeric_summary()) == ["price"]
+    assert entries(encoder, {"hour": math.nan}) == {}  # still missing, not "hour=nan"
+    numeric = FeatureEncoder(FeatureSpec(crosses=(), categorical=()))
+    assert len(entries(numeric, {"hour": 13})) == 2  # z-score + bucket
+
+
+def test_categorical_keys_round_trip_and_are_checked() -> None:
+    spec = FeatureSpec(categorical=["hour", "weekday"])  # type: ignore[arg-type]
+    assert spec.categorical == ("hour", "weekday")
+    assert FeatureSpec(**json.loads(json.dumps(spec.to_dict()))) == spec
+    with pytest.raises(HyperparameterError, match="categorical"):
+        FeatureSpec(categorical="hour")  # type: ignore[arg-type]
+
+
+def test_an_encoder_saved_before_categorical_keys_keeps_hour_numeric() -> None:
+    encoder = FeatureEncoder(FeatureSpec(crosses=(), categorical=()))
+    encoder.encode([{"hour": h} for h in range(24)], learn=True)
+    state = json.loads(json.dumps(encoder.to_state()))
+    del state["spec"]["categorical"]  # as written by an older version
+    restored = FeatureEncoder.from_state(state)
+    assert restored.spec.categorical == ()
+    assert entries(restored, {"hour": 5}) == entries(encoder, {"hour": 5})
+
+
 def test_missing_and_non_finite_numbers_contribute_nothing() -> None:
     encoder = FeatureEncoder(FeatureSpec(crosses=()))
     assert entries(encoder, {"price": math.nan, "hour": math.inf, "x": None}) == {}
