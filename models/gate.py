@@ -9,13 +9,17 @@ either learns from it, collects the per-example losses since the last decision, 
 3. ``calibration``   challenger's mean prediction off the observed CTR by more than
                      ``calibration_tolerance`` (relative) *and* significantly so, *and* no
                      closer to it than the champion's → reject
-4. ``auc_floor``     challenger AUC below ``auc_floor`` and not above the champion's → reject
+4. ``auc_floor``     challenger AUC below ``auc_floor`` and significantly below the
+                     champion's (DeLong's paired test, one-sided at ``alpha``) → reject
                      (skipped while the fresh labels are all 0 or all 1)
 
 Rules 3 and 4 judge the challenger against the champion as well as against a fixed bar: after
 a drift the champion itself may be off the observed CTR or rank worse than the floor, and
 refusing a challenger that is closer to the truth would keep the worse model serving (and, as
-a rejection discards the challenger, keep any challenger from ever catching up).
+a rejection discards the challenger, keep any challenger from ever catching up). On the
+champion's own top-k exposures both AUCs sit near 0.5 and differ by noise: in the quality
+replay, rejections for an AUC 0.03 under the champion's (about 50 clicks in 1,024) discarded
+the challenger again and again right after a drift, so rule 4 asks for a significant gap.
 5. ``worse``         challenger's loss significantly higher (one-sided paired t-test) → reject
 6. ``forgetting``    on the sanity set, challenger's mean loss more than ``sanity_tolerance``
                      (relative) above the champion's → reject
@@ -44,7 +48,7 @@ from typing import Final, Literal
 import numpy as np
 
 from models.errors import GateError
-from models.metrics import auc, log_losses, t_sf
+from models.metrics import auc, auc_difference_z, log_losses, t_sf
 
 Outcome = Literal["promote", "keep_training", "reject"]
 OUTCOMES: Final[tuple[Outcome, ...]] = ("promote", "keep_training", "reject")
@@ -181,6 +185,9 @@ def decide(fresh: PairedLosses, sanity: PairedLosses | None, cfg: GateConfig) ->
     if not math.isnan(area):
         figures["challenger_auc"] = area
         figures["champion_auc"] = _finite_auc(fresh)
+        z = auc_difference_z(fresh.labels, fresh.challenger_scores, _finite(fresh))
+        if not math.isnan(z):
+            figures["auc_z"] = max(-1e6, min(1e6, z))  # JSON: no infinities
     if sanity is not None and sanity.n:
         figures.update(_sanity(sanity))
     return _apply_rules(figures, cfg)
@@ -199,12 +206,14 @@ def _apply_rules(f: dict[str, float], cfg: GateConfig) -> GateDecision:
             f,
             "calibration",
         )
+    z_one_sided = NormalDist().inv_cdf(1.0 - cfg.alpha)
     if ("challenger_auc" in f and f["challenger_auc"] < cfg.auc_floor
-            and f["challenger_auc"] <= f["champion_auc"]):
+            and f.get("auc_z", 0.0) < -z_one_sided):
         return GateDecision(
             "reject",
             f"auc_floor: challenger AUC {f['challenger_auc']:.4f} < auc_floor {cfg.auc_floor:g} "
-            f"and not above the champion's {f['champion_auc']:.4f}",
+            f"and significantly below the champion's {f['champion_auc']:.4f} "
+            f"(DeLong z={f['auc_z']:.1f})",
             f,
             "auc_floor",
         )
@@ -297,9 +306,12 @@ def _calibration(fresh: PairedLosses) -> dict[str, float]:
     }
 
 
+def _finite(fresh: PairedLosses) -> np.ndarray:
+    return np.nan_to_num(fresh.champion_scores, nan=0.5, posinf=1.0, neginf=0.0)
+
+
 def _finite_auc(fresh: PairedLosses) -> float:
-    s = np.nan_to_num(fresh.champion_scores, nan=0.5, posinf=1.0, neginf=0.0)
-    return auc(fresh.labels, s)
+    return auc(fresh.labels, _finite(fresh))
 
 
 def _sanity(sanity: PairedLosses) -> dict[str, float]:

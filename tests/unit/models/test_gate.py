@@ -156,9 +156,23 @@ def test_calibration_gap_within_sampling_noise_is_not_rejected() -> None:
 def test_auc_under_the_floor_is_rejected() -> None:
     d = decide(make_pairs(challenger={"flip": True}), None, CFG)
     assert (d.outcome, d.rule) == ("reject", "auc_floor")
-    assert d.reason == ("auc_floor: challenger AUC 0.2835 < auc_floor 0.55 and not above the "
-                        "champion's 0.7165")
+    assert d.reason == ("auc_floor: challenger AUC 0.2835 < auc_floor 0.55 and significantly "
+                        "below the champion's 0.7165 (DeLong z=-19.4)")
     assert d.figures["champion_auc"] == pytest.approx(0.7165, abs=1e-4)
+
+
+def test_auc_under_the_floor_by_noise_alone_is_judged_on_loss() -> None:
+    # Top-k exposures: both models rank near chance; the challenger's AUC is a little lower
+    # (about 50 clicks in 1,200: within noise) but its loss is clearly lower. Rejecting it
+    # would discard what it learnt; the loss decides.
+    rng = np.random.default_rng(3)
+    labels = (rng.random(1200) < 0.05).astype(float)
+    champion = np.clip(0.2 + 0.02 * rng.standard_normal(1200), 0.01, 0.99)
+    challenger = np.clip(0.05 + 0.01 * rng.standard_normal(1200), 0.01, 0.99)
+    d = decide(PairedLosses.from_scores(labels, champion, challenger), None, CFG)
+    assert d.figures["challenger_auc"] < min(d.figures["champion_auc"], CFG.auc_floor)
+    assert -1.645 < d.figures["auc_z"] < 0
+    assert (d.outcome, d.rule) == ("promote", "better")
 
 
 def test_auc_under_the_floor_but_above_the_champions_is_judged_on_loss() -> None:
