@@ -1,5 +1,7 @@
 """`python -m bench NAME [--quick] [--json]`: one benchmark against the real stack.
 
+``quality`` also takes ``--scenario NAME`` (default ``sudden``) and ``--seed N`` (default 0).
+
 The last line of stdout is a single JSON object when ``--json`` is given; otherwise a table.
 The stack is started when it is not up and stopped again afterwards in that case.
 """
@@ -21,13 +23,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("name", choices=[*sorted(BENCHMARKS), "all"])
     parser.add_argument("--quick", action="store_true", help="a short run (what tests call)")
     parser.add_argument("--json", action="store_true", help="print one JSON object last")
+    parser.add_argument("--scenario", help="quality only: the simulator scenario (sudden)")
+    parser.add_argument("--seed", type=int, help="quality only: the seed (0)")
     args = parser.parse_args(argv)
     names = sorted(BENCHMARKS) if args.name == "all" else [args.name]
+    options = {k: v for k, v in (("scenario", args.scenario), ("seed", args.seed))
+               if v is not None}
+    if options and names != ["quality"]:
+        parser.error("--scenario and --seed apply to the quality benchmark only")
     err = Console(stderr=True, highlight=False)
     results = {}
     for name in names:
         err.print(f"[bold]bench {name}[/]{' (quick)' if args.quick else ''}")
-        results[name] = BENCHMARKS[name](quick=args.quick, console=err)
+        results[name] = BENCHMARKS[name](quick=args.quick, console=err, **options)
     out = results[names[0]] if len(names) == 1 else results
     if args.json:
         sys.stdout.write(orjson.dumps(out).decode() + "\n")

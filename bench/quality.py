@@ -267,8 +267,8 @@ def run_scenario(cfg: QualityConfig, stages: Sequence[str], console: Console | N
 
 
 def run(quick: bool = False, console: Console | None = None, scenario: str = "sudden",
-        ) -> dict[str, Any]:
-    cfg = QualityConfig(scenario=scenario)
+        seed: int = 0) -> dict[str, Any]:
+    cfg = QualityConfig(scenario=scenario, seed=seed)
     if quick:
         cfg = replace(cfg, warmup=1_000, requests=2_500, drift_after=800)
     say = console.print if console else (lambda *a, **k: None)
