@@ -235,6 +235,8 @@ class TrainerSettings(_Section):
     per_user_cap: int = Field(32, ge=1)
     stateless_window: int = Field(50_000, ge=1)
     hash_bits: int = Field(18, ge=8, le=26)
+    # Feature keys whose numbers are categories (one weight per value), e.g. the hour of day.
+    categorical_features: list[str] = Field(default_factory=lambda: ["hour"])
     seed: int = 0
     # Trainer core (models.microbatch, models.replay, models.policies).
     dedup_capacity: int = Field(100_000, ge=1)
@@ -252,6 +254,12 @@ class TrainerSettings(_Section):
     champion_poll_ms: int = Field(1_000, ge=50)
     lock_ttl_ms: int = Field(15_000, ge=1_000)
     log_interval_s: float = Field(10.0, gt=0)
+
+    def model_hyperparams(self) -> dict[str, Any]:
+        """What these settings set on a fresh model (``models.build_model`` keywords): the
+        trainer's cold start and stateless retrains, serving's cold start, freshness runs."""
+        return {"hash_bits": self.hash_bits, "seed": self.seed,
+                "categorical": tuple(self.categorical_features)}
 
 
 class TriggerSettings(_Section):

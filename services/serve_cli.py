@@ -43,8 +43,7 @@ def cold_start_builder(trainer: TrainerSettings, prior_ctr: float) -> Callable[[
     def build() -> Model:
         from models import build_model
 
-        return build_model(trainer.model, hash_bits=trainer.hash_bits, seed=trainer.seed,
-                           prior_ctr=prior_ctr)
+        return build_model(trainer.model, prior_ctr=prior_ctr, **trainer.model_hyperparams())
 
     return build
 

@@ -225,7 +225,6 @@ def cmd_freshness(args: argparse.Namespace) -> int:
     from config.settings import TrainerSettings, load
     from services.simulator import SimulatorError, build
     from services.simulator.freshness import freshness, plot
-    from services.trainer import model_hyperparams
 
     try:
         lags = sorted({int(x) for x in args.lags.split(",") if x.strip()})
@@ -244,7 +243,7 @@ def cmd_freshness(args: argparse.Namespace) -> int:
     columns = (TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=True) as progress:
         task = progress.add_task("training one model per lag", total=len(lags))
-        rows = freshness(scenario, model, model_hyperparams(trainer), lags=lags,
+        rows = freshness(scenario, model, trainer.model_hyperparams(), lags=lags,
                          window=args.window, evaluate=args.evaluate, seed=args.seed,
                          on_lag=lambda row: progress.advance(task))
     for r in rows:

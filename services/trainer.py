@@ -96,12 +96,7 @@ class Received:
 
 def new_model(cfg: TrainerSettings) -> Model:
     """A fresh model as configured (cold start, stateless retrains)."""
-    return build_model(cfg.model, **model_hyperparams(cfg))
-
-
-def model_hyperparams(cfg: TrainerSettings) -> dict[str, Any]:
-    """The hyperparameters ``TrainerSettings`` sets on a fresh model."""
-    return {"hash_bits": cfg.hash_bits, "seed": cfg.seed}
+    return build_model(cfg.model, **cfg.model_hyperparams())
 
 
 def build_policy(
@@ -126,7 +121,7 @@ def build_policy(
             replay_ratio=cfg.replay_ratio, replay_capacity=cfg.replay_capacity, seed=cfg.seed,
         )
     return StatelessPolicy(
-        champion, cfg.model, model_hyperparams(cfg), challenger=challenger,
+        champion, cfg.model, cfg.model_hyperparams(), challenger=challenger,
         window=cfg.stateless_window,
         retrain_every_examples=cfg.stateless_retrain_examples or None,
         retrain_every_ms=cfg.stateless_retrain_ms or None,

@@ -34,6 +34,20 @@ def test_env_overrides_yaml(monkeypatch: pytest.MonkeyPatch) -> None:
     assert load(TrainerSettings).mode == "stateless"
 
 
+def test_trainer_settings_choose_the_categorical_features(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from models import build_model
+
+    assert load(TrainerSettings).model_hyperparams()["categorical"] == ("hour",)
+    monkeypatch.setenv("STREAMLEARN_TRAINER_CATEGORICAL_FEATURES", '["hour", "weekday"]')
+    cfg = load(TrainerSettings)
+    model = build_model("logreg", **cfg.model_hyperparams())
+    assert model.encoder.spec.categorical == ("hour", "weekday")
+    rows = model.encoder.encode([{"weekday": 3}])
+    assert int(rows.lengths[0]) == 1  # one category entry, not a z-score and a bucket
+
+
 def test_user_yaml_overrides_defaults_and_env_wins(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

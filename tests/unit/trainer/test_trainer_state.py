@@ -12,7 +12,7 @@ from models.microbatch import SeenIds
 from models.policies import StatefulPolicy, StatelessPolicy
 from models.training import Evaluation, StepResult
 from models.triggers import TriggeredPolicy
-from services.trainer import build_policy, gate_config, model_hyperparams
+from services.trainer import build_policy, gate_config
 from services.trainer_state import (
     Checkpoint,
     OffsetLedger,
@@ -116,7 +116,7 @@ def test_a_checkpoint_of_another_format_or_missing_fields_is_refused() -> None:
 def test_policies_and_gate_are_built_from_settings() -> None:
     cfg = TrainerSettings(model="logreg", hash_bits=8, replay_ratio=0.5, per_user_cap=4,
                           stateless_retrain_examples=0, stateless_retrain_ms=1_000)
-    champion = build_model("logreg", **model_hyperparams(cfg))
+    champion = build_model("logreg", **cfg.model_hyperparams())
     stateful = build_policy("stateful", champion, cfg)
     assert isinstance(stateful, StatefulPolicy)
     assert stateful.per_user_cap == 4 and stateful.reservoir is not None
@@ -128,7 +128,7 @@ def test_policies_and_gate_are_built_from_settings() -> None:
 
 def test_triggered_policy_is_built_from_trigger_settings() -> None:
     cfg = TrainerSettings(model="logreg", hash_bits=8, per_user_cap=4, batch_size=64)
-    champion = build_model("logreg", **model_hyperparams(cfg))
+    champion = build_model("logreg", **cfg.model_hyperparams())
     triggers = TriggerSettings(volume_every_labels=0, time_every_ms=60_000,
                                drift_detector="page_hinkley", buffer_max=123, epochs=3)
     policy = build_policy("triggered", champion, cfg, triggers=triggers, min_evidence=77)
