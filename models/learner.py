@@ -83,15 +83,13 @@ class Learner:
         self.last_result: StepResult | None = None
         self.drift = drift
         self.guard = guard
-        self.guarded = 0  # examples the guard dropped
         self.last_alarm = False
 
     def step(self, batch: Sequence[Labeled], now_ms: int) -> GateDecision | None:
         """One deduplicated micro-batch: score both models, let the challenger learn, and
         decide when the gate is due. Returns the decision, or None when none was taken."""
         if self.guard is not None:
-            batch, dropped = self.guard.filter(batch)
-            self.guarded += dropped
+            batch, _ = self.guard.filter(batch)
         result = self.policy.process(self.champion, batch, now_ms)
         self.last_result = result
         self.evaluation.add(result)

@@ -294,16 +294,6 @@ class ClickGuard:
             self._users.popitem(last=False)
         return kept, len(batch) - len(kept)
 
-    def to_state(self) -> list[list[Any]]:
-        return [[u, n, c] for u, (n, c) in self._users.items()]
-
-    @classmethod
-    def from_state(cls, state: Sequence[Sequence[Any]], **kwargs: Any) -> ClickGuard:
-        guard = cls(**kwargs)
-        for u, n, c in state:
-            guard._users[u] = [int(n), int(c)]
-        return guard
-
 
 def _prediction_id(item: Any) -> str:
     return str(item.prediction_id)
@@ -352,8 +342,8 @@ class CohortBuffer(Generic[S]):
         >>> buf.add(E(ts_prediction=5, ts_label=105, label=0))  # 0's window closed at 100
         >>> [(e.ts_prediction, e.label) for e in buf.release()]  # watermark 105
         [(0, 1), (5, 0)]
-        >>> len(buf), buf.oldest_held().ts_prediction
-        (1, 10)
+        >>> len(buf), [e.ts_prediction for e in buf.held()]
+        (1, [10])
         >>> [e.ts_prediction for e in buf.release(now_ms=300)]  # quiet for 2 * wait_ms
         [10]
     """
@@ -397,7 +387,3 @@ class CohortBuffer(Generic[S]):
     def held(self) -> list[S]:
         """What is held, in no particular order (e.g. to find the offsets still needed)."""
         return [item for _, _, item in self._heap]
-
-    def oldest_held(self) -> S | None:
-        """The held example with the oldest prediction."""
-        return self._heap[0][2] if self._heap else None
