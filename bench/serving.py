@@ -28,6 +28,11 @@ library would be the bottleneck on 2 cores) and runs in this process, the server
 ``loadgen_cpu`` reports the share of one core it used during the throughput slices: well
 below 1, it was not the limit.
 
+Where serving's CPU goes (``bench/serving_costs.py``): ``serving_cpu_us_by_thread`` splits the
+serving process's CPU per request between its event-loop thread, librdkafka's threads and the
+rest; ``step_us`` times the route's steps one by one in this process after the servers stop;
+``budget_us`` is what serving may spend per request above the baseline for ratio 0.6.
+
 Targets (issues 5 and 7): ratio ≥ 0.6 with logging on; p99 ≤ 25 ms at half the maximum rps;
 swap visible ≤ 500 ms p50; failed = 0; metrics_overhead ≤ 0.05.
 """
@@ -61,6 +66,7 @@ from fastapi import FastAPI, Request, Response
 from rich.console import Console
 
 from bench.common import percentile, running_stack, scratch_topic
+from bench.serving_costs import THREAD_GROUPS, cpu_by_thread, step_costs
 from config.settings import RegistrySettings, ServingSettings, load
 from services.localloop import free_port
 from services.stack.manager import Stack
@@ -301,6 +307,7 @@ class Throughput:
         self.load = Load()
         self.busy_s = 0.0  # wall time under load
         self.cpu_s = 0.0  # the server's CPU time meanwhile
+        self.threads = dict.fromkeys(THREAD_GROUPS, 0.0)  # the same, by thread group
 
     @property
     def rps(self) -> float:
@@ -334,9 +341,11 @@ def _alternating(servers: list[tuple[int, int, list[bytes]]], slices: int, slice
         rest = list(range(1, len(servers)))
         for k in [0, *(rest if r % 2 == 0 else rest[::-1])]:
             pid, port, payloads = servers[k]
-            before = _cpu_s(pid)
+            before, threads = _cpu_s(pid), cpu_by_thread(pid)
             rps, part = asyncio.run(_closed_loop(port, payloads, slice_s, connections))
             results[k].cpu_s += _cpu_s(pid) - before
+            for group, used in cpu_by_thread(pid).items():
+                results[k].threads[group] += used - threads[group]
             results[k].load.latencies += part.latencies
             results[k].load.failed += part.failed
             results[k].busy_s += len(part.latencies) / rps
@@ -426,6 +435,8 @@ def _measure(stack: Stack, topic: str, work: Path, seconds: float, swaps: int,
         if keys:
             client.delete(*keys)
         client.close()
+    console.print("the route's steps, timed one by one in process…")
+    steps = step_costs(bodies, stack.kafka_settings.bootstrap_servers, topic)
     visible = _visible_ms(marks, swapping.served)
     failed = full.load.failed + quiet.load.failed + paced.failed + swapping.failed
     p50_ms = percentile(paced.latencies, 0.5) * 1000
@@ -461,6 +472,13 @@ def _measure(stack: Stack, topic: str, work: Path, seconds: float, swaps: int,
         "cpu_us_per_request": {"serving": round(full.cpu_us), "metrics_off": round(quiet.cpu_us),
                                "baseline": round(base.cpu_us)},
         "metrics_overhead_cpu": round(1 - quiet.cpu_us / full.cpu_us, 3),
+        # Where serving's CPU per request goes (bench/serving_costs.py): by thread of the
+        # serving process, and the route's steps in process; ``budget_us`` is what serving may
+        # spend per request above the baseline for ratio 0.6 (baseline × (1 / 0.6 − 1)).
+        "serving_cpu_us_by_thread": {g: round(used / len(full.load.latencies) * 1e6)
+                                     for g, used in full.threads.items()},
+        "step_us": steps,
+        "budget_us": round(base.cpu_us * (1 / TARGETS["ratio"] - 1)),
         "server": {"loop": serving_settings.loop, "http": serving_settings.http},
         "load_average": [round(x, 2) for x in os.getloadavg()],
     }

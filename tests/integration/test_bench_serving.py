@@ -36,3 +36,15 @@ def test_serving_bench_reports_every_figure(stack: Stack) -> None:
     # Each promotion was a new version, registered the way the trainer does it first.
     assert figures["register_ms_p50"] > 0
     assert 0 < figures["loadgen_cpu"] < 1.5
+    # Where serving's CPU goes: its threads add up to the process (threads are long-lived;
+    # the two readings are in clock ticks, so allow a little rounding), and the route's steps.
+    threads = figures["serving_cpu_us_by_thread"]
+    assert set(threads) == {"main", "kafka", "other"}
+    assert threads["main"] > 0 and threads["kafka"] > 0
+    assert 0.9 * cpu["serving"] <= sum(threads.values()) <= 1.1 * cpu["serving"]
+    steps = figures["step_us"]
+    assert set(steps) == {"parse", "score", "model", "respond", "log"}
+    assert all(v > 0 for v in steps.values())
+    assert steps["model"] < steps["score"]  # the model is one part of scoring
+    # From the unrounded baseline figure: within one µs of the rounded one's.
+    assert abs(figures["budget_us"] - cpu["baseline"] * (1 / 0.6 - 1)) <= 1

@@ -17,6 +17,7 @@ MODULES = [
     "services.stack.kafka",
     "services.stack.redis",
     "bench.common",
+    "bench.serving_costs",
 ]
 
 
