@@ -26,9 +26,16 @@ scenario's traffic before the measured run (``warm_model``: a model is deployed 
 the world drifts). Regret
 is the mean log loss above the Bayes-optimal (the true p) over every label of the measured run.
 ``recovery_labels`` counts the stateful stage's labels after the first drift point until its
-rolling log loss (256 labels) is back within 5 % of the optimal. ``bot_attack_logloss_delta``
-is the stateful stage's served log loss on genuine users with the ``bot-attack`` scenario over
-the same run without it, minus 1 (both after the attack starts).
+rolling log loss (256 labels) is back within 5 % of the optimal; ``pre_drift_within_tolerance``
+is the share of its rolling windows (256 labels, one ending at every label once the window is
+full) over the labels of requests before the drift point that are within 5 % of the optimal:
+how often that "recovered" state holds at all before anything drifts. ``nonpersonal_regret`` is
+the stateful stage's regret, on its labels of genuine users, of the truth averaged over the
+users (``World.population_p``): the best prediction of someone who knows everything but who
+the user is, hence the part of the regret that only a model learning per-user taste can remove
+(0 when the world has no personal affinity). ``stages`` holds both figures for every stage.
+``bot_attack_logloss_delta`` is the stateful stage's served log loss on genuine users with the
+``bot-attack`` scenario over the same run without it, minus 1 (both after the attack starts).
 """
 
 from __future__ import annotations
@@ -51,11 +58,11 @@ from models.microbatch import ClickGuard, CohortBuffer
 from services.serving_schemas import PredictRequest
 from services.serving_scoring import model_features
 from services.simulator import Behaviour, SimulatorError, build
-from services.simulator.accounting import RecoveryTracker, log_loss
+from services.simulator.accounting import RecoveryTracker, log_loss, within_tolerance_share
 from services.simulator.behaviour import respond
 from services.simulator.scenarios import Scenario
 from services.simulator.warmup import warm_model
-from services.simulator.world import World
+from services.simulator.world import Request, State, World
 from services.trainer import build_policy, gate_config, new_model
 
 STAGES = ("frozen", "stateless", "stateful", "continual")
@@ -86,7 +93,10 @@ class StageResult:
     system: float = math.nan
     optimal: float = math.nan
     genuine_system: float = math.nan  # served log loss on genuine users' labels after the drift
+    # Regret of the truth averaged over the users (World.population_p), genuine users' labels.
+    nonpersonal_regret: float = math.nan
     recovery_labels: int | None = None
+    pre_drift_within_tolerance: float | None = None
     promotions: int = 0
     rejections: int = 0
     decisions: dict[str, int] = field(default_factory=dict)
@@ -103,6 +113,7 @@ class _Due:
     label: int = field(compare=False)
     served: float = field(compare=False)
     optimal: float = field(compare=False)
+    population: float = field(compare=False)  # World.population_p; nan for a bot
     genuine: bool = field(compare=False)
     after_drift: bool = field(compare=False)
     example: _Example = field(compare=False)
@@ -154,6 +165,8 @@ def run_stage(stage: str, scenario: Scenario, world: World, initial: Model,
     out = StageResult(stage)
     regret_sum = system_sum = optimal_sum = 0.0
     genuine_sum, genuine_n = 0.0, 0
+    nonpersonal_sum, nonpersonal_n = 0.0, 0
+    pre_drift: tuple[list[float], list[float]] = ([], [])  # system, optimal losses
     seq = 0
     post_drift = 0
     step_ms = 1000.0 / cfg.rate
@@ -163,7 +176,7 @@ def run_stage(stage: str, scenario: Scenario, world: World, initial: Model,
 
     def take(now_ms: int) -> None:
         nonlocal champion, regret_sum, system_sum, optimal_sum, genuine_sum, genuine_n
-        nonlocal post_drift
+        nonlocal post_drift, nonpersonal_sum, nonpersonal_n
         while heap and heap[0].due_ms <= now_ms:
             d = heapq.heappop(heap)
             s, o = log_loss(d.label, d.served), log_loss(d.label, d.optimal)
@@ -171,11 +184,17 @@ def run_stage(stage: str, scenario: Scenario, world: World, initial: Model,
             regret_sum += s - o
             system_sum += s
             optimal_sum += o
+            if d.genuine:
+                nonpersonal_sum += log_loss(d.label, d.population) - o
+                nonpersonal_n += 1
             if d.after_drift:
                 recovery.update(s, o)
                 if d.genuine:
                     genuine_sum += s
                     genuine_n += 1
+            else:
+                pre_drift[0].append(s)
+                pre_drift[1].append(o)
             if learner is None:
                 continue
             cohorts.add(d.example)
@@ -207,7 +226,8 @@ def run_stage(stage: str, scenario: Scenario, world: World, initial: Model,
         n = cfg.warmup + j
         now = t0 + int(j * step_ms)
         take(now)
-        request = scenario.request(world, n)
+        state = scenario.state(n)
+        request = world.request(n, state)
         body = request.body()
         features = model_features(PredictRequest.model_validate(body))
         scores = champion.predict_proba_many(features)
@@ -218,6 +238,7 @@ def run_stage(stage: str, scenario: Scenario, world: World, initial: Model,
         outcome = respond(request, predictions, now, behaviour, cfg.seed)
         clicks = {e["prediction_id"]: int(e["ts"]) for e in outcome.events
                   if e["type"] == "click"}
+        population = _population_p(world, request, state, [t.item_id for t in outcome.shown])
         for truth in outcome.shown:
             i = int(truth.prediction_id.rsplit("-", 1)[1])
             click = clicks.get(truth.prediction_id)
@@ -225,7 +246,8 @@ def run_stage(stage: str, scenario: Scenario, world: World, initial: Model,
             due = click if clicked and click is not None else now + cfg.window_ms
             example = _Example(truth.prediction_id, int(clicked), features[i], now, due)
             heapq.heappush(heap, _Due(due, seq, int(clicked), truth.score, truth.true_p,
-                                      truth.genuine, n >= drift, example))
+                                      population[truth.item_id], truth.genuine, n >= drift,
+                                      example))
             seq += 1
         if task is not None and j % 200 == 0:
             progress.update(task, completed=j)
@@ -235,10 +257,23 @@ def run_stage(stage: str, scenario: Scenario, world: World, initial: Model,
     n = max(out.labels, 1)
     out.regret, out.system, out.optimal = regret_sum / n, system_sum / n, optimal_sum / n
     out.genuine_system = genuine_sum / genuine_n if genuine_n else math.nan
+    out.nonpersonal_regret = nonpersonal_sum / nonpersonal_n if nonpersonal_n else math.nan
     out.recovery_labels = recovery.recovered
+    out.pre_drift_within_tolerance = within_tolerance_share(
+        *pre_drift, window=cfg.recovery_window, tolerance=cfg.recovery_tolerance)
     if learner is not None:
         out.promotions, out.rejections = learner.counts.promotions, learner.counts.rejections
     return out
+
+
+def _population_p(world: World, request: Request, state: State, item_ids: list[str],
+                  ) -> dict[str, float]:
+    """``World.population_p`` of ``item_ids`` in the request's context; nan for a bot's."""
+    if request.is_bot:
+        return dict.fromkeys(item_ids, math.nan)
+    items = np.array([world.item_index(i) for i in item_ids], dtype=np.int64)
+    p = world.population_p(items, request.context["device"], request.context["hour"], state)
+    return dict(zip(item_ids, p.tolist(), strict=True))
 
 
 def _policy(stage: str, champion: Model, settings: TrainerSettings, gate: GateSettings,
@@ -276,8 +311,9 @@ def run(quick: bool = False, console: Console | None = None, scenario: str = "su
     results = run_scenario(cfg, stages, console)
     for r in results.values():
         say(f"{r.stage:>10}: regret {r.regret:.4f}  log loss {r.system:.4f} (optimal "
-            f"{r.optimal:.4f})  promotions {r.promotions}  rejections {r.rejections}  "
-            f"recovery {r.recovery_labels}")
+            f"{r.optimal:.4f})  non-personal regret {r.nonpersonal_regret:.4f}  promotions "
+            f"{r.promotions}  rejections {r.rejections}  recovery {r.recovery_labels}  "
+            f"pre-drift within tolerance {_share(r.pre_drift_within_tolerance)}")
     clean = run_scenario(replace(cfg, scenario="stationary"), ["stateful"], console)["stateful"]
     attacked = run_scenario(replace(cfg, scenario="bot-attack"), ["stateful"],
                             console)["stateful"]
@@ -292,6 +328,8 @@ def run(quick: bool = False, console: Console | None = None, scenario: str = "su
         "scenario": cfg.scenario,
         "regret": {s: _round(results[s].regret) if s in results else None for s in STAGES},
         "recovery_labels": stateful.recovery_labels,
+        "nonpersonal_regret": _round(stateful.nonpersonal_regret),
+        "pre_drift_within_tolerance": _round_share(stateful.pre_drift_within_tolerance),
         "promotions": stateful.promotions,
         "rejections": stateful.rejections,
         "bot_attack_logloss_delta": _round(delta),
@@ -306,3 +344,11 @@ def run(quick: bool = False, console: Console | None = None, scenario: str = "su
 
 def _round(x: float) -> float | None:
     return None if math.isnan(x) else round(x, 5)
+
+
+def _round_share(x: float | None) -> float | None:
+    return None if x is None else round(x, 4)
+
+
+def _share(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.1%}"

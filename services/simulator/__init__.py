@@ -19,6 +19,7 @@ from services.simulator.accounting import (
     expected_log_loss,
     log_loss,
     recovery_labels,
+    within_tolerance_share,
 )
 from services.simulator.behaviour import Behaviour, EventQueue, Outcome, Truth, respond
 from services.simulator.scenarios import Scenario, build, scenario_names
@@ -45,4 +46,5 @@ __all__ = [
     "recovery_labels",
     "respond",
     "scenario_names",
+    "within_tolerance_share",
 ]

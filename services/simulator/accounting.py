@@ -250,3 +250,30 @@ def recovery_labels(system_losses: Sequence[float], optimal_losses: Sequence[flo
         if tracker.update(s, o) is not None:
             return tracker.recovered
     return None
+
+
+def within_tolerance_share(system_losses: Sequence[float], optimal_losses: Sequence[float],
+                           window: int = 256, tolerance: float = 0.05) -> float | None:
+    """Share of the full rolling windows (``window`` labels, one ending at every label from the
+    ``window``-th on) whose mean system log loss is at most ``(1 + tolerance)`` times the
+    optimal's: how often the state ``RecoveryTracker`` calls recovered holds over a stretch of
+    labels. None if there are fewer than ``window`` labels.
+
+    Example:
+        >>> within_tolerance_share([1.0, 1.0, 3.0, 1.0, 1.0], [1.0] * 5, window=2)
+        0.5
+        >>> within_tolerance_share([1.0], [1.0], window=2) is None
+        True
+    """
+    if len(system_losses) != len(optimal_losses):
+        raise SimulatorError("system and optimal losses must have the same length")
+    if tolerance < 0:
+        raise SimulatorError("tolerance must be >= 0")
+    system, optimal = RollingMean(window), RollingMean(window)
+    full = within = 0
+    for s, o in zip(system_losses, optimal_losses, strict=True):
+        s_mean, o_mean = system.update(s), optimal.update(o)
+        if len(system) == window:
+            full += 1
+            within += s_mean <= (1.0 + tolerance) * o_mean
+    return within / full if full else None

@@ -13,6 +13,9 @@ The true click probability of a genuine user ``u`` for item ``i`` in context ``x
           + device(x) + hour_amplitude * cos(2π (hour(x) - peak(category(i))) / 24)
     p = sigmoid(logit)
 
+``population_p`` averages the genuine users' truth over the users who can send requests: the
+best prediction for someone who knows every term above except who the user is, so its log loss
+above the truth's is the part of the regret only a model that learns per-user taste can remove.
 Bots click everything they are shown with ``bot_click_p``. Every draw of request ``n`` comes from
 its own generator seeded by ``(seed, n)``, so request ``n`` is the same whatever was drawn before.
 
@@ -156,6 +159,10 @@ class World:
     def item_id(self, i: int) -> str:
         return f"i{i}"
 
+    def item_index(self, item_id: str) -> int:
+        """The item index behind ``item_id`` (the inverse of ``item_id``)."""
+        return int(item_id[1:])
+
     def category_name(self, i: int) -> str:
         return self.config.categories[int(self.category[i])]
 
@@ -165,18 +172,56 @@ class World:
         cfg = self.config
         if user is None:
             return np.full(len(items), cfg.bot_click_p)
+        personal = self.items[items] @ self.users[user]
+        return _probability(self._logit(items, device, state, personal[:, None]))[:, 0]
+
+    def population_p(self, items: np.ndarray, device: str, hour: int,
+                     state: State) -> np.ndarray:
+        """True click probabilities for item indices ``items`` averaged over the genuine users
+        who can send requests in ``state``: the best prediction of someone who knows every
+        term of the truth except who the user is (no bots).
+
+        Example:
+            >>> world = World.create(WorldConfig(n_users=30, n_items=40), seed=3)
+            >>> state, items = State(user_offset=5), np.array([0, 7, 12])
+            >>> one_by_one = np.mean([world.true_p(u, items, "tablet", 12, state)
+            ...                       for u in world.active_users(state)], axis=0)
+            >>> bool(np.allclose(world.population_p(items, "tablet", 12, state), one_by_one,
+            ...                  rtol=1e-12, atol=0.0))
+            True
+        """
+        personal = self.items[items] @ self.users[self.active_users(state)].T  # items x users
+        p: np.ndarray = _probability(self._logit(items, device, state, personal)).mean(axis=1)
+        return p
+
+    def active_users(self, state: State) -> np.ndarray:
+        """The genuine users ``request`` draws from in ``state`` (cold start slides the range).
+
+        Example:
+            >>> world = World.create(WorldConfig(n_users=3, new_users=4), seed=0)
+            >>> world.active_users(State(user_offset=2)).tolist()
+            [2, 3, 4]
+            >>> world.active_users(State(user_offset=99)).tolist()  # the offset stops at new_users
+            [4, 5, 6]
+        """
+        lo = min(state.user_offset, self.config.new_users)
+        return np.arange(lo, lo + self.config.n_users)
+
+    def _logit(self, items: np.ndarray, device: str, state: State,
+               personal: np.ndarray) -> np.ndarray:
+        """The true logit, items x users, given ``personal`` = <item, user> (items x users)."""
+        cfg = self.config
         n_cat = len(cfg.categories)
-        cat = self.category[items]
+        cat = self.category[items][:, None]
         logit = (cfg.base_logit
                  + state.taste_strength * np.cos(2 * math.pi * (cat - state.taste_phase) / n_cat)
-                 + cfg.affinity * (self.items[items] @ self.users[user]) / math.sqrt(cfg.dim)
-                 + cfg.popularity * self.log_pop[items]
+                 + cfg.affinity * personal / math.sqrt(cfg.dim)
+                 + cfg.popularity * self.log_pop[items][:, None]
                  + cfg.device_effect[DEVICES.index(device)])
         if state.hour_amplitude:
             peak = cat * 24.0 / n_cat  # each category has its own best hour
             logit = logit + state.hour_amplitude * np.cos(2 * math.pi * (state.hour - peak) / 24)
-        p: np.ndarray = np.clip(1.0 / (1.0 + np.exp(-logit)), _P_MIN, _P_MAX)
-        return p
+        return np.asarray(logit)
 
     def request(self, index: int, state: State) -> Request:
         """Request ``index`` under ``state``: the same arguments always give the same request."""
@@ -187,8 +232,7 @@ class World:
         if is_bot:
             user, user_id = None, f"bot{rng.integers(cfg.n_bots)}"
         else:
-            lo = min(state.user_offset, cfg.new_users)
-            user = lo + int(rng.integers(cfg.n_users))
+            user = int(self.active_users(state)[rng.integers(cfg.n_users)])
             user_id = f"u{user}"
         device = DEVICES[int(rng.choice(len(DEVICES), p=_normalised(cfg.device_mix)))]
         lo = min(state.item_offset, cfg.new_items)
@@ -203,6 +247,11 @@ class World:
             for i in items)
         return Request(index, user_id, bool(is_bot), {"device": device, "hour": state.hour},
                        candidates, tuple(float(p) for p in true_p))
+
+
+def _probability(logit: np.ndarray) -> np.ndarray:
+    p: np.ndarray = np.clip(1.0 / (1.0 + np.exp(-logit)), _P_MIN, _P_MAX)
+    return p
 
 
 def _normalised(weights: tuple[float, ...]) -> np.ndarray:

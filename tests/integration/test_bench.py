@@ -6,7 +6,11 @@ import subprocess
 import sys
 
 import orjson
+import pytest
 
+from bench.quality import QualityConfig, StageResult, run_stage, warm_champion
+from config.settings import GateSettings, TrainerSettings
+from services.simulator import WorldConfig, build
 from services.stack.manager import Stack
 
 
@@ -64,3 +68,32 @@ def test_quality_bench_reports_the_four_stages_against_the_truth() -> None:
     assert isinstance(figures["bot_attack_logloss_delta"], float)
     # Every stage saw the same labels: same traffic, same truth.
     assert len({s["labels"] for s in stages.values()}) == 1
+    # The floor of a model that does not know the user, on every stage's labels: positive
+    # (the world has personal taste) and below the frozen model's regret.
+    assert figures["nonpersonal_regret"] == round(stages["stateful"]["nonpersonal_regret"], 5)
+    assert all(s["nonpersonal_regret"] > 0 for s in stages.values())
+    assert 0 < stages["frozen"]["nonpersonal_regret"] < stages["frozen"]["regret"]
+    share = figures["pre_drift_within_tolerance"]
+    assert share is not None and 0.0 <= share <= 1.0
+
+
+def _frozen_stage(scenario: str, affinity: float) -> StageResult:
+    """A short frozen stage of the quality bench in a world with the given personal affinity."""
+    cfg = QualityConfig(scenario=scenario, warmup=300, requests=900, drift_after=400)
+    built = build(scenario, cfg.seed, drift_at=cfg.warmup + cfg.drift_after)
+    world = built.world(WorldConfig(affinity=affinity))
+    settings, gate = TrainerSettings(), GateSettings()
+    initial = warm_champion(built, world, cfg, settings)
+    return run_stage("frozen", built, world, initial, cfg, settings, gate)
+
+
+def test_quality_bench_nonpersonal_regret_is_zero_exactly_without_personal_taste() -> None:
+    """In process, no stack: without affinity the users' average truth is the truth, so its
+    regret vanishes (bots' labels, which it cannot score, are left out); with affinity it is
+    the part of the regret no model without the user can remove."""
+    without = _frozen_stage("sudden", affinity=0.0)
+    assert without.nonpersonal_regret == pytest.approx(0.0, abs=1e-12)
+    with_bots = _frozen_stage("bot-attack", affinity=0.0)
+    assert with_bots.nonpersonal_regret == pytest.approx(0.0, abs=1e-12)
+    personal = _frozen_stage("sudden", affinity=1.0)
+    assert 0.01 < personal.nonpersonal_regret < personal.regret

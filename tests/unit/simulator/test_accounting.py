@@ -17,6 +17,7 @@ from services.simulator import (
     expected_log_loss,
     log_loss,
     recovery_labels,
+    within_tolerance_share,
 )
 from services.simulator.accounting import RollingMean, oracle_top_k
 
@@ -142,3 +143,36 @@ def test_the_truth_beats_every_other_scorer_on_a_large_sample() -> None:
         # Without label noise the truth is never beaten, prediction by prediction.
         assert all(o <= e + 1e-12 for o, e in zip(expected["optimal"], expected[name],
                                                    strict=True))
+
+
+def test_within_tolerance_share_counts_every_full_window_by_hand() -> None:
+    system = [1.0, 1.0, 1.0, 1.2, 1.2, 1.0, 1.0, 1.0]
+    optimal = [1.0] * 8
+    # Windows of 3 end at labels 3..8; their means: 1, 1.0667, 1.1333, 1.1333, 1.0667, 1.
+    assert within_tolerance_share(system, optimal, window=3, tolerance=0.1) == pytest.approx(
+        4 / 6)
+    assert within_tolerance_share(system, optimal, window=3, tolerance=0.05) == pytest.approx(
+        2 / 6)
+    assert within_tolerance_share(system, optimal, window=1, tolerance=0.0) == pytest.approx(
+        6 / 8)
+    # Exactly on the bound counts (binary-exact figures: 1.25 <= 1.25 * 1.0), as in recovery.
+    assert within_tolerance_share([1.5, 1.0], [1.0, 1.0], window=2, tolerance=0.25) == 1.0
+
+
+def test_within_tolerance_share_agrees_with_recovery_on_the_first_window() -> None:
+    rng = np.random.default_rng(3)
+    optimal = rng.uniform(0.2, 0.4, size=400)
+    system = optimal * np.linspace(1.5, 1.0, 400)  # converging towards the truth
+    share = within_tolerance_share(system.tolist(), optimal.tolist(), window=50)
+    recovered = recovery_labels(system.tolist(), optimal.tolist(), drift_index=0, window=50)
+    # Monotone convergence: every window from the recovery on is within, none before.
+    assert recovered is not None
+    assert share == pytest.approx((400 - recovered + 1) / (400 - 50 + 1))
+
+
+def test_within_tolerance_share_needs_a_full_window_and_matching_lengths() -> None:
+    assert within_tolerance_share([1.0] * 3, [1.0] * 3, window=4) is None
+    with pytest.raises(SimulatorError):
+        within_tolerance_share([1.0], [], window=1)
+    with pytest.raises(SimulatorError):
+        within_tolerance_share([1.0], [1.0], window=1, tolerance=-0.1)

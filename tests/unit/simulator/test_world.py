@@ -7,7 +7,15 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from services.simulator import SimulatorError, State, World, WorldConfig, build, scenario_names
+from services.simulator import (
+    SimulatorError,
+    State,
+    World,
+    WorldConfig,
+    build,
+    expected_log_loss,
+    scenario_names,
+)
 
 
 def test_same_seed_gives_identical_traffic() -> None:
@@ -78,3 +86,46 @@ def test_candidates_are_drawn_by_popularity(small_world: World) -> None:
 def test_impossible_configs_are_refused(fields: dict[str, object]) -> None:
     with pytest.raises(SimulatorError):
         WorldConfig(**fields)  # type: ignore[arg-type]
+
+
+def test_population_p_is_the_truth_averaged_over_the_active_users(small_world: World) -> None:
+    # Cold start slides the users; the hour term is on: every term of the truth is in play.
+    state = State(hour=7, hour_amplitude=1.0, taste_phase=3.0, user_offset=150)
+    items = np.arange(small_world.config.n_items)
+    users = range(150, 150 + small_world.config.n_users)
+    one_by_one = np.mean([small_world.true_p(u, items, "desktop", 7, state) for u in users],
+                         axis=0)
+    assert small_world.population_p(items, "desktop", 7, state) == \
+        pytest.approx(one_by_one, rel=1e-12, abs=0.0)
+    assert small_world.active_users(state).tolist() == list(users)
+
+
+def test_population_p_is_strictly_inside_0_1() -> None:
+    """Logits far beyond what a float sigmoid resolves still give a probability in (0, 1)."""
+    items = np.arange(60)
+    extreme = {"low": -800.0, "high": 60.0}
+    p = {}
+    for side, base in extreme.items():
+        world = World.create(WorldConfig(n_users=50, n_items=60, base_logit=base), seed=4)
+        with np.errstate(over="ignore"):  # exp(800) is inf on purpose: sigmoid gives 0
+            p[side] = world.population_p(items, "tablet", 12, State())
+    assert p["low"].min() > 0.0 and p["high"].max() < 1.0
+
+
+def test_population_p_is_the_truth_without_affinity_and_worse_with_it() -> None:
+    """Without personal taste the population prediction is the optimal (regret 0); with it,
+    its expected log loss on the users' own truth is above the optimal's."""
+    regret = {}
+    for affinity in (0.0, 1.0):
+        world = World.create(WorldConfig(n_users=100, n_items=80, affinity=affinity), seed=9)
+        state = State(hour=20)
+        losses = []
+        for n in range(200):
+            req = world.request(n, state)
+            items = np.array([world.item_index(c["item_id"]) for c in req.candidates])
+            population = world.population_p(items, req.context["device"], 20, state)
+            losses += [expected_log_loss(float(q), p) - expected_log_loss(p, p)
+                       for q, p in zip(population, req.true_p, strict=True)]
+        regret[affinity] = float(np.mean(losses))
+    assert regret[0.0] == pytest.approx(0.0, abs=1e-12)
+    assert regret[1.0] > 0.01
