@@ -173,7 +173,7 @@ class World:
         if user is None:
             return np.full(len(items), cfg.bot_click_p)
         personal = self.items[items] @ self.users[user]
-        return _probability(self._logit(items, device, state, personal[:, None]))[:, 0]
+        return _probability(self._logit(items, device, hour, state, personal[:, None]))[:, 0]
 
     def population_p(self, items: np.ndarray, device: str, hour: int,
                      state: State) -> np.ndarray:
@@ -191,7 +191,7 @@ class World:
             True
         """
         personal = self.items[items] @ self.users[self.active_users(state)].T  # items x users
-        p: np.ndarray = _probability(self._logit(items, device, state, personal)).mean(axis=1)
+        p: np.ndarray = _probability(self._logit(items, device, hour, state, personal)).mean(axis=1)
         return p
 
     def active_users(self, state: State) -> np.ndarray:
@@ -207,7 +207,7 @@ class World:
         lo = min(state.user_offset, self.config.new_users)
         return np.arange(lo, lo + self.config.n_users)
 
-    def _logit(self, items: np.ndarray, device: str, state: State,
+    def _logit(self, items: np.ndarray, device: str, hour: int, state: State,
                personal: np.ndarray) -> np.ndarray:
         """The true logit, items x users, given ``personal`` = <item, user> (items x users)."""
         cfg = self.config
@@ -220,7 +220,7 @@ class World:
                  + cfg.device_effect[DEVICES.index(device)])
         if state.hour_amplitude:
             peak = cat * 24.0 / n_cat  # each category has its own best hour
-            logit = logit + state.hour_amplitude * np.cos(2 * math.pi * (state.hour - peak) / 24)
+            logit = logit + state.hour_amplitude * np.cos(2 * math.pi * (hour - peak) / 24)
         return np.asarray(logit)
 
     def request(self, index: int, state: State) -> Request:

@@ -129,3 +129,14 @@ def test_population_p_is_the_truth_without_affinity_and_worse_with_it() -> None:
         regret[affinity] = float(np.mean(losses))
     assert regret[0.0] == pytest.approx(0.0, abs=1e-12)
     assert regret[1.0] > 0.01
+
+
+def test_the_hour_given_is_the_hour_scored(small_world: World) -> None:
+    # Before, the hour argument was ignored in favour of state.hour.
+    state, items = State(hour=3, hour_amplitude=1.5), np.arange(10)
+    at_3, at_15 = (small_world.true_p(0, items, "mobile", h, state) for h in (3, 15))
+    assert not np.allclose(at_3, at_15)
+    assert np.array_equal(at_15, small_world.true_p(0, items, "mobile", 15,
+                                                    State(hour=15, hour_amplitude=1.5)))
+    assert not np.allclose(small_world.population_p(items, "mobile", 3, state),
+                           small_world.population_p(items, "mobile", 15, state))
