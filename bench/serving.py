@@ -3,9 +3,9 @@
 Three servers under the same uvicorn settings (one process, the ``serving.loop``/``serving.http``
 settings, access log off) and the same load generator:
 
-- **serving**: ``streamlearn serve`` on the real stack, champion = the cold-start FM the
-  trainer settings describe (``hash_bits`` 18), every candidate logged to a scratch
-  ``predictions`` topic, Prometheus instrumentation on (the default);
+- **serving**: ``streamlearn serve`` on the real stack, champion = the cold-start model the
+  trainer settings describe (``trainer.model``, ``hash_bits`` 18), every candidate logged to
+  a scratch ``predictions`` topic, Prometheus instrumentation on (the default);
 - **serving, metrics off**: the same with ``serving.request_metrics: false``;
 - **baseline**: a minimal FastAPI endpoint that reads the same request body and returns a
   JSON of exactly the serving response's size.

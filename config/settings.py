@@ -220,7 +220,8 @@ class TrainerSettings(_Section):
 
     # triggered: fine-tune and ask the gate only when a trigger fires (TriggerSettings).
     mode: Literal["stateful", "stateless", "triggered"] = "stateful"
-    model: Literal["fm", "logreg", "deepfm", "river_logreg", "river_hoeffding"] = "fm"
+    # logreg adapted faster than fm after a drift in every quality-bench run (BENCHMARKS.md).
+    model: Literal["fm", "logreg", "deepfm", "river_logreg", "river_hoeffding"] = "logreg"
     batch_size: int = Field(512, ge=1)
     max_wait_ms: int = Field(5_000, gt=0)
     # Examples are held until their cohort's labels are all in (models.microbatch.CohortBuffer):

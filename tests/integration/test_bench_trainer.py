@@ -7,6 +7,7 @@ import sys
 
 import orjson
 
+from config.settings import TrainerSettings, load
 from services.stack.manager import Stack
 
 
@@ -21,7 +22,8 @@ def test_trainer_bench_reports_every_figure(stack: Stack) -> None:
         "model", "train_samples_per_s", "score_samples_per_s", "update_ms_p50",
         "system_logloss", "inprocess_logloss", "logloss_ratio",
     }
-    assert figures["model"] == "fm" and figures["examples"] == 12_000
+    # The trainer's configured model (bench/trainer.py builds it from the trainer settings).
+    assert figures["model"] == load(TrainerSettings).model and figures["examples"] == 12_000
     # The trainer was fed by a real joiner, which wrote exactly the stream's examples (the
     # bench fails on any lost, unexpected or duplicated example; this checks it reports so).
     assert "streamlearn join" in figures["feed"]

@@ -43,7 +43,7 @@ def test_models_imports_nothing_of_ours_outside_models() -> None:
 
 def test_factory_ships_the_configured_names() -> None:
     assert set(MODEL_NAMES) == {"fm", "logreg", "deepfm", "river_logreg", "river_hoeffding"}
-    assert build_model().name == "fm"
+    assert build_model().name == "logreg"
 
 
 @pytest.mark.parametrize(
