@@ -187,7 +187,7 @@ def _plots(out_dir: Path, series: Series, summary: dict[str, Any]) -> None:
     below.set(xlabel="labels", ylabel="log loss above optimal")
     below.legend(loc="best")
     fig.tight_layout()
-    fig.savefig(out_dir / PLOTS["logloss"], dpi=100)
+    fig.savefig(out_dir / PLOTS["logloss"], dpi=100, bbox_inches="tight")
     plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(9, 4))
@@ -198,7 +198,7 @@ def _plots(out_dir: Path, series: Series, summary: dict[str, Any]) -> None:
     ax.legend(loc="best")
     _time_axis(ax, series)
     fig.tight_layout()
-    fig.savefig(out_dir / PLOTS["ctr"], dpi=100)
+    fig.savefig(out_dir / PLOTS["ctr"], dpi=100, bbox_inches="tight")
     plt.close(fig)
 
     versions = list(dict.fromkeys(c for c in series.champion if c))
@@ -209,7 +209,7 @@ def _plots(out_dir: Path, series: Series, summary: dict[str, Any]) -> None:
     ax.set(xlabel="labels", ylabel="champion", title=f"{title}: champion over time")
     _time_axis(ax, series)
     fig.tight_layout()
-    fig.savefig(out_dir / PLOTS["champion"], dpi=100)
+    fig.savefig(out_dir / PLOTS["champion"], dpi=100, bbox_inches="tight")
     plt.close(fig)
 
 
