@@ -329,7 +329,7 @@ def run(quick: bool = False, console: Console | None = None, scenario: str = "su
         "regret": {s: _round(results[s].regret) if s in results else None for s in STAGES},
         "recovery_labels": stateful.recovery_labels,
         "nonpersonal_regret": _round(stateful.nonpersonal_regret),
-        "pre_drift_within_tolerance": _round_share(stateful.pre_drift_within_tolerance),
+        "pre_drift_within_tolerance": _round(stateful.pre_drift_within_tolerance, 4),
         "promotions": stateful.promotions,
         "rejections": stateful.rejections,
         "bot_attack_logloss_delta": _round(delta),
@@ -342,12 +342,9 @@ def run(quick: bool = False, console: Console | None = None, scenario: str = "su
     }
 
 
-def _round(x: float) -> float | None:
-    return None if math.isnan(x) else round(x, 5)
-
-
-def _round_share(x: float | None) -> float | None:
-    return None if x is None else round(x, 4)
+def _round(x: float | None, digits: int = 5) -> float | None:
+    """``x`` rounded for the JSON; None for a figure that could not be measured."""
+    return None if x is None or math.isnan(x) else round(x, digits)
 
 
 def _share(x: float | None) -> str:

@@ -204,8 +204,11 @@ class World:
             >>> world.active_users(State(user_offset=99)).tolist()  # the offset stops at new_users
             [4, 5, 6]
         """
-        lo = min(state.user_offset, self.config.new_users)
+        lo = self._first_user(state)
         return np.arange(lo, lo + self.config.n_users)
+
+    def _first_user(self, state: State) -> int:
+        return min(state.user_offset, self.config.new_users)
 
     def _logit(self, items: np.ndarray, device: str, hour: int, state: State,
                personal: np.ndarray) -> np.ndarray:
@@ -232,7 +235,8 @@ class World:
         if is_bot:
             user, user_id = None, f"bot{rng.integers(cfg.n_bots)}"
         else:
-            user = int(self.active_users(state)[rng.integers(cfg.n_users)])
+            # The same draw as active_users(state)[k], without building the range per request.
+            user = self._first_user(state) + int(rng.integers(cfg.n_users))
             user_id = f"u{user}"
         device = DEVICES[int(rng.choice(len(DEVICES), p=_normalised(cfg.device_mix)))]
         lo = min(state.item_offset, cfg.new_items)
