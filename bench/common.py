@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from config.settings import KafkaSettings, RedisSettings, StackSettings, load
-from services.stack.manager import Stack
+from services.local.stack.manager import Stack
 
 
 @contextmanager

@@ -32,7 +32,8 @@ from confluent_kafka.admin import AdminClient
 from rich.console import Console
 
 from bench.common import percentile, running_stack
-from bench.harness import (
+from config.settings import KafkaSettings
+from services.local.joiners import (
     JoinerCluster,
     committed,
     delete_topics,
@@ -41,7 +42,6 @@ from bench.harness import (
     read_examples,
     wait_until_drained,
 )
-from config.settings import KafkaSettings
 from streams.joiner.partitioning import murmur2_partition
 from streams.joiner.policy import JoinPolicy
 from streams.joiner.scenario import generate, summarize

@@ -22,8 +22,8 @@ from rich.progress import Progress
 
 from bench.common import percentile, running_stack, scratch_topic
 from config.settings import KafkaSettings, RedisSettings, StackSettings
-from services.localloop import free_port
-from services.stack.manager import Stack
+from services.local.loop import free_port
+from services.local.stack.manager import Stack
 
 MESSAGE_BYTES = 200
 ANCHORS = {"produce_msgs_per_s": 150_000, "consume_msgs_per_s": 200_000, "roundtrip_p99_ms": 10}

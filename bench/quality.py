@@ -16,7 +16,8 @@ candidates on the features serving logs (``model_features``); users see the top 
 with their true p after a log-normal delay (``respond``); a shown prediction's label is known at
 its click or when the attribution window closes, as the joiner emits it; labels pass the
 trainer's ``CohortBuffer`` (whole cohorts, in prediction-time order) and reach the learner
-(``models.learner.Learner``: the trainer's policy, gate and label-drift alarm) in micro-batches
+(``models.training.loop.Learner``: the trainer's policy, gate and label-drift alarm) in
+micro-batches
 of 512; a promotion serves from the next request. Time is simulated (``rate`` requests per
 second), so a run takes seconds and is exactly reproducible; the services' own speed is
 measured by the joiner, trainer and serving benchmarks.
@@ -51,19 +52,20 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from config.settings import GateSettings, TrainerSettings, TriggerSettings
-from models.base import Model
 from models.drift import LossDriftDetector
-from models.learner import Learner
-from models.microbatch import ClickGuard, CohortBuffer
-from services.serving_schemas import PredictRequest
-from services.serving_scoring import model_features
+from models.evaluation import log_loss
+from models.learners.base import Model
+from models.training.batching import ClickGuard, CohortBuffer
+from models.training.loop import Learner
+from services.serving.schemas import PredictRequest
+from services.serving.scoring import model_features
 from services.simulator import Behaviour, SimulatorError, build
-from services.simulator.accounting import RecoveryTracker, log_loss, within_tolerance_share
+from services.simulator.accounting import RecoveryTracker, within_tolerance_share
 from services.simulator.behaviour import respond
 from services.simulator.scenarios import Scenario
 from services.simulator.warmup import warm_model
 from services.simulator.world import Request, State, World
-from services.trainer import build_policy, gate_config, new_model
+from services.trainer.service import build_policy, gate_config, new_model
 
 STAGES = ("frozen", "stateless", "stateful", "continual")
 

@@ -66,10 +66,11 @@ from fastapi import FastAPI, Request, Response
 from rich.console import Console
 
 from bench.common import percentile, running_stack, scratch_topic
-from bench.serving_costs import THREAD_GROUPS, cpu_by_thread, step_costs
+from bench.serving_costs import step_costs
 from config.settings import RegistrySettings, ServingSettings, load
-from services.localloop import free_port
-from services.stack.manager import Stack
+from services.local.loop import free_port
+from services.local.stack.manager import Stack
+from services.ops.cpu import THREAD_GROUPS, cpu_by_thread
 
 CANDIDATES = 20
 TARGETS = {"ratio": 0.6, "p99_ms": 25.0, "swap_visible_ms_p50": 500.0,
@@ -367,7 +368,7 @@ def run(quick: bool = False, console: Console | None = None) -> dict[str, Any]:
 def _measure(stack: Stack, topic: str, work: Path, seconds: float, swaps: int,
              connections: int, console: Console) -> dict[str, Any]:
     slices, slice_s = (2, 1.5) if seconds < 5 else (8, 2.0)
-    from services.registry import RedisRegistry
+    from services.registry.redis import RedisRegistry
 
     serving_settings = load(ServingSettings)
     prefix = f"bench-serving-{uuid.uuid4().hex[:8]}:"
@@ -507,7 +508,7 @@ def _load_times(log: Path, versions: set[str]) -> list[float]:
 def _register_challenger(registry: Any, parent: str | None) -> str:
     """A fine-tuned child of the champion, same architecture, registered with its signed
     artifact: what the trainer does between its gate's decision and ``promote``."""
-    from models.base import load_model
+    from models.learners.base import load_model
     from models.registry import Lineage, ModelRecord
 
     if parent is None:

@@ -3,7 +3,8 @@
 ``bench serving`` measures the server's CPU per request from outside. These two splits say
 which part of it the route's own steps are, and which part runs beside them:
 
-- ``cpu_by_thread(pid)``: a process's CPU time so far, grouped into its main thread (the event
+- ``cpu_by_thread(pid)`` (``services.ops.cpu``): a process's CPU time so far, grouped into its
+  main thread (the event
   loop: HTTP, FastAPI, the route), librdkafka's threads (named ``rdk:…``: batching, the broker
   protocol, I/O) and the rest (the producer's report poller, the champion watcher, torch).
 - ``step_costs(...)``: the route's steps timed one by one in this process on the same request
@@ -13,60 +14,28 @@ which part of it the route's own steps are, and which part runs beside them:
   body) and ``log`` (``KafkaSink.send_many`` of the request's messages, the call only: the
   sending is librdkafka's threads).
 
-Example:
-    >>> split = cpu_by_thread(os.getpid())
-    >>> sorted(split), split["main"] > 0
-    (['kafka', 'main', 'other'], True)
 """
 
 from __future__ import annotations
 
-import os
 import time
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 import orjson
 
-THREAD_GROUPS = ("main", "kafka", "other")
-
-
-def cpu_by_thread(pid: int) -> dict[str, float]:
-    """CPU seconds (user + system) each group of ``pid``'s live threads has used so far."""
-    tick = os.sysconf("SC_CLK_TCK")
-    out = dict.fromkeys(THREAD_GROUPS, 0.0)
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        try:
-            with open(f"/proc/{pid}/task/{tid}/stat") as f:
-                head, rest = f.read().rsplit(")", 1)
-        except FileNotFoundError:  # the thread ended since the listing
-            continue
-        name = head.split("(", 1)[1]
-        fields = rest.split()
-        group = "main" if tid == str(pid) else "kafka" if name.startswith("rdk:") else "other"
-        out[group] += (int(fields[11]) + int(fields[12])) / tick
-    return out
-
-
-def _mean_us(call: Callable[[int], Any], n: int) -> float:
-    """Mean wall time of ``call(i)`` for ``i`` in ``range(n)``, in µs (after one warm call)."""
-    call(0)
-    started = time.perf_counter()
-    for i in range(n):
-        call(i)
-    return (time.perf_counter() - started) / n * 1e6
+from services.ops.cpu import mean_us
 
 
 def step_costs(bodies: Sequence[bytes], bootstrap_servers: str, topic: str,
                requests: int = 2_000) -> dict[str, float]:
     """Mean µs per request of each step of ``POST /v1/predict``, one at a time in process."""
     from config.settings import ServingSettings, TrainerSettings, load
-    from services.serve_cli import cold_start_builder
-    from services.serving_body import parse_body
-    from services.serving_metrics import ServingMetrics
-    from services.serving_schemas import PredictRequest
-    from services.serving_scoring import Champion, model_features, score
-    from services.serving_sink import KafkaSink
+    from services.serving.body import parse_body
+    from services.serving.cli import cold_start_builder
+    from services.serving.metrics import ServingMetrics
+    from services.serving.schemas import PredictRequest
+    from services.serving.scoring import Champion, model_features, score
+    from services.serving.sink import KafkaSink
 
     serving = load(ServingSettings)
     model = cold_start_builder(load(TrainerSettings), serving.cold_start_prior_ctr)()
@@ -79,12 +48,12 @@ def step_costs(bodies: Sequence[bytes], bootstrap_servers: str, topic: str,
     sink = KafkaSink(bootstrap_servers, ServingMetrics(), linger_ms=serving.producer_linger_ms)
     try:
         costs = {
-            "parse": _mean_us(lambda i: parse_body(bodies[i % n], PredictRequest), requests),
-            "score": _mean_us(lambda i: score(champion, parsed[i % n], request_id="r",
+            "parse": mean_us(lambda i: parse_body(bodies[i % n], PredictRequest), requests),
+            "score": mean_us(lambda i: score(champion, parsed[i % n], request_id="r",
                                               now_ms=0), requests),
-            "model": _mean_us(lambda i: model.predict_proba_many(features[i % n]), requests),
-            "respond": _mean_us(lambda i: orjson.dumps(scored[i % n].response), requests),
-            "log": _mean_us(lambda i: sink.send_many(topic, scored[i % n].messages), requests),
+            "model": mean_us(lambda i: model.predict_proba_many(features[i % n]), requests),
+            "respond": mean_us(lambda i: orjson.dumps(scored[i % n].response), requests),
+            "log": mean_us(lambda i: sink.send_many(topic, scored[i % n].messages), requests),
         }
     finally:
         sink.close(10.0)

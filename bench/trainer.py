@@ -1,6 +1,6 @@
 """`python -m bench trainer`: learner speed; the trainer fed through the joiner vs in process.
 
-Three measurements in one run, on one generated stream (``bench.trainer_stream``: a click
+Three measurements in one run, on one generated stream (``services.simulator.labeled``: a click
 comes a log-normal delay after its prediction, median 1.5 s, within the 10 s attribution
 window; a non-click is labelled when the window closes):
 
@@ -17,7 +17,7 @@ window; a non-click is labelled when the window closes):
   ``system_logloss`` is the challenger's prequential log loss it reports.
   Production is flow-controlled (at most ``2 * CHUNK`` input messages ahead of the worker) so
   the worker's interleaving of its two input topics stays within the allowed lateness.
-* **in process**: ``models.progressive.progressive_delayed`` over the same stream, from the
+* **in process**: ``models.training.progressive.progressive_delayed`` over the same stream, from the
   same champion, same batch size, no Kafka, each label revealed when the join contract makes
   it known: a click at its timestamp, a non-click once the watermark (highest timestamp −
   allowed lateness) passes its window end: ``inprocess_logloss``. ``logloss_ratio`` =
@@ -57,10 +57,10 @@ from confluent_kafka.admin import AdminClient
 from rich.console import Console
 
 from bench.common import percentile, running_stack
-from bench.harness import JoinerCluster, read_examples, wait_until_drained
-from bench.trainer_stream import join_inputs, labeled_stream
 from config.settings import KafkaSettings, RedisSettings, RegistrySettings, TrainerSettings, load
-from services.localloop import delete_prefix, free_port, register_champion
+from services.local.joiners import JoinerCluster, read_examples, wait_until_drained
+from services.local.loop import delete_prefix, free_port, register_champion
+from services.simulator.labeled import join_inputs, labeled_stream
 from streams.joiner.policy import JoinPolicy
 from streams.joiner.scenario import RawMessage, summarize
 from streams.schemas import Example
@@ -118,7 +118,7 @@ def learner_speed(cfg: TrainerSettings, stream: list[Example]) -> dict[str, floa
     """Throughput of the configured learner on one torch thread, batch 512."""
     import torch
 
-    from services.trainer import new_model
+    from services.trainer.service import new_model
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -152,10 +152,11 @@ def warm_champion(cfg: TrainerSettings) -> bytes:
     """The configured model after ``WARM_EXAMPLES`` of a stream from the bench stream's world
     (other users' draws, other ids), learnt in prediction order in batches of ``BATCH``.
 
-    Not ``models.policies.train_from_scratch``, which shuffles: a champion trained on shuffled
+    Not ``models.training.policies.train_from_scratch``, which shuffles: a champion trained on
+    shuffled
     batches left the ratio more sensitive to the joiner's order (five replayed joined orders:
     up to 1.0133 against 1.0045 in prediction order)."""
-    from services.trainer import new_model
+    from services.trainer.service import new_model
 
     warm = labeled_stream(WARM_EXAMPLES, seed=7, world_seed=0, window_ms=WINDOW_MS,
                           click_delay_sigma=1.0, prefix="warm-")
@@ -172,7 +173,7 @@ def in_process(champion: bytes, stream: list[Example],
     """The reference: the same champion and batch size, labels revealed as the join contract
     reveals them, no Kafka."""
     from models import load_model
-    from models.progressive import progressive_delayed
+    from models.training.progressive import progressive_delayed
 
     lateness = policy.allowed_lateness_ms
     # A click is known at once; a non-click once the watermark passes its window end (a
@@ -193,7 +194,7 @@ def in_process(champion: bytes, stream: list[Example],
 def reference(champion: bytes, ordered: list[Example]) -> float:
     """Test-then-train of the champion over ``ordered``, in micro-batches of ``BATCH``."""
     from models import load_model
-    from models.progressive import progressive_delayed
+    from models.training.progressive import progressive_delayed
 
     return progressive_delayed(load_model(champion), ordered, delay=0, batch_size=BATCH)
 

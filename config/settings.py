@@ -25,8 +25,12 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
-DEFAULTS_YAML = Path(__file__).with_name("defaults.yaml")
+from config import DEFAULTS_YAML
+
 USER_YAML_ENV = "STREAMLEARN_CONFIG"
+
+
+TrainerMode = Literal["stateful", "stateless", "triggered"]  # how `streamlearn train` learns
 
 
 class ConfigError(Exception):
@@ -219,17 +223,18 @@ class TrainerSettings(_Section):
     section: ClassVar[str] = "trainer"
 
     # triggered: fine-tune and ask the gate only when a trigger fires (TriggerSettings).
-    mode: Literal["stateful", "stateless", "triggered"] = "stateful"
+    mode: TrainerMode = "stateful"
     # logreg adapted faster than fm after a drift in every quality-bench run (BENCHMARKS.md).
     model: Literal["fm", "logreg", "deepfm", "river_logreg", "river_hoeffding"] = "logreg"
     batch_size: int = Field(512, ge=1)
     max_wait_ms: int = Field(5_000, gt=0)
-    # Examples are held until their cohort's labels are all in (models.microbatch.CohortBuffer):
-    # this long after their prediction by the label watermark. -1: the joiner's attribution
+    # Examples are held until their cohort's labels are all in
+    # (models.training.batching.CohortBuffer): this long after their prediction by the label
+    # watermark. -1: the joiner's attribution
     # window + allowed lateness + 1 s; 0: train in arrival order.
     cohort_wait_ms: int = Field(-1, ge=-1)
-    # Bot guard (models.microbatch.ClickGuard): users with at least guard_min_labels labels and a
-    # click rate of guard_max_ctr or more are not learnt from. guard_min_labels 0: off.
+    # Bot guard (models.training.batching.ClickGuard): users with at least guard_min_labels
+    # labels and a click rate of guard_max_ctr or more are not learnt from. 0: off.
     guard_min_labels: int = Field(8, ge=0)
     guard_max_ctr: float = Field(0.75, gt=0.0, le=1.0)
     replay_ratio: float = Field(0.0, ge=0.0, le=1.0)
@@ -239,13 +244,13 @@ class TrainerSettings(_Section):
     # Feature keys whose numbers are categories (one weight per value), e.g. the hour of day.
     categorical_features: list[str] = Field(default_factory=lambda: ["hour"])
     seed: int = 0
-    # Trainer core (models.microbatch, models.replay, models.policies).
+    # Trainer core (models.training.batching, models.training.replay, models.training.policies).
     dedup_capacity: int = Field(100_000, ge=1)
     replay_capacity: int = Field(10_000, ge=1)
     stateless_retrain_examples: int = Field(10_000, ge=0)  # 0: not by count
     stateless_retrain_ms: int = Field(60_000, ge=0)  # 0: not by time
     stateless_epochs: int = Field(2, ge=1)
-    # The trainer process (services/trainer.py): consumer group, cadences, metrics endpoint.
+    # The trainer process (services/trainer/service.py): consumer group, cadences, metrics endpoint.
     group_id: str = Field("streamlearn-trainer", min_length=1, max_length=100)
     metrics_port: int = Field(9102, ge=0, le=65535)
     checkpoint_interval_ms: int = Field(5_000, ge=0)  # 0: after every batch
@@ -288,7 +293,7 @@ class TriggerSettings(_Section):
 
 
 class DriftSettings(_Section):
-    """What the trainer monitors for drift besides the loss (``models.drift``): features
+    """What the trainer monitors for drift besides the loss (``models.drift.monitors``): features
     against a reference window, served scores, and quality by slice."""
 
     section: ClassVar[str] = "drift"

@@ -14,10 +14,10 @@ Example:
 
 from __future__ import annotations
 
-from models.base import Model, load_model
 from models.errors import BatchError, BlobError, HyperparameterError, ModelError
-from models.factory import DEFAULT_MODEL, MODEL_NAMES, build_model
-from models.features import EncodedBatch, FeatureEncoder, FeatureSpec
+from models.features.encoding import EncodedBatch, FeatureEncoder, FeatureSpec
+from models.learners.base import Model, load_model
+from models.learners.factory import DEFAULT_MODEL, MODEL_NAMES, build_model
 
 __all__ = [
     "DEFAULT_MODEL",

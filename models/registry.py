@@ -1,6 +1,6 @@
 """The registry's pure core: version names, records with lineage, signing and retention.
 
-Storage lives elsewhere (``services/registry.py`` keeps all of this in Redis); here is only
+Storage lives elsewhere (``services/registry/redis.py`` keeps all of this in Redis); here is only
 what a version *is* and the rules it obeys, so they can be tested without a server.
 
 Versions are ``<line>-v<major>.<minor>`` (CONTRACT.md): a stateful fine-tune bumps the minor
@@ -28,9 +28,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Final, Literal, get_args
 
-from models.base import Model
 from models.errors import RegistryError
-from models.gate import OUTCOMES, GateDecision
+from models.gate.decision import OUTCOMES, GateDecision
+from models.learners.base import Model
 
 Mode = Literal["stateful", "stateless", "manual", "cold_start"]
 Status = Literal["candidate", "champion", "retired", "rejected"]

@@ -23,8 +23,10 @@ from config.settings import (
     StackSettings,
     load,
 )
-from services.demo import add_demo_run_arguments, cmd_demo_run
-from services.registry_cli import (
+from services.local.demo import add_demo_run_arguments, cmd_demo_run
+from services.local.stack.manager import Stack
+from services.local.stack.process import StackError
+from services.registry.cli import (
     add_models_arguments,
     cmd_models_list,
     cmd_models_promote,
@@ -32,17 +34,15 @@ from services.registry_cli import (
     cmd_models_rollback,
     cmd_models_show,
 )
-from services.serve_cli import add_serve_arguments, cmd_serve
-from services.simulate_cli import (
+from services.serving.cli import add_serve_arguments, cmd_serve
+from services.simulator.cli import (
     add_freshness_arguments,
     add_simulate_arguments,
     cmd_freshness,
     cmd_report,
     cmd_simulate,
 )
-from services.stack.manager import Stack
-from services.stack.process import StackError
-from services.trainer_cli import add_train_arguments, cmd_retrain, cmd_train
+from services.trainer.cli import add_train_arguments, cmd_retrain, cmd_train
 
 console = Console(highlight=False)
 
@@ -101,7 +101,7 @@ def cmd_topics_create(args: argparse.Namespace) -> int:
 
 
 def cmd_demo_roundtrip(args: argparse.Namespace) -> int:
-    from services.roundtrip import roundtrip
+    from services.local.roundtrip import roundtrip
 
     hops = roundtrip(load(KafkaSettings), load(SchemaSettings))
     for hop in hops:
@@ -115,8 +115,8 @@ def cmd_demo_roundtrip(args: argparse.Namespace) -> int:
 def cmd_join(args: argparse.Namespace) -> int:
     from prometheus_client import start_http_server
 
-    from services.supervisor import is_child, supervise, this_command
-    from streams.joiner_app import JoinerWorker, run_worker
+    from services.local.supervisor import is_child, supervise, this_command
+    from streams.joiner.worker.app import JoinerWorker, run_worker
 
     if not is_child():
         load(JoinerSettings)  # a bad value stops here, not in a restart loop

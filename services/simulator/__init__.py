@@ -17,7 +17,6 @@ from services.simulator.accounting import (
     Figures,
     RecoveryTracker,
     expected_log_loss,
-    log_loss,
     recovery_labels,
     within_tolerance_share,
 )
@@ -42,7 +41,6 @@ __all__ = [
     "WorldConfig",
     "build",
     "expected_log_loss",
-    "log_loss",
     "recovery_labels",
     "respond",
     "scenario_names",

@@ -4,7 +4,7 @@ For every labelled prediction the simulator knows the true click probability ``p
 scorers can be held against the same label: the live system's served score, a frozen copy of
 the initial model, and the Bayes-optimal score ``p`` itself (the limit no model beats on
 average). Regret is system minus optimal log loss. Log losses use the gate's clipping
-(``models.metrics``), so figures here and in gate decisions are comparable.
+(``models.evaluation.metrics``), so figures here and in gate decisions are comparable.
 
 Example:
     >>> acc = Accounting(window=2)
@@ -24,19 +24,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from models.metrics import EPS
+from models.evaluation.metrics import log_loss
 from services.simulator.world import SimulatorError
-
-
-def log_loss(label: int, score: float) -> float:
-    """Log loss of one example, the score clipped to ``[EPS, 1 - EPS]`` as the gate does.
-
-    Example:
-        >>> round(log_loss(1, 0.25), 4), round(log_loss(0, 0.25), 4)
-        (1.3863, 0.2877)
-    """
-    q = min(max(score, EPS), 1.0 - EPS) if math.isfinite(score) else EPS
-    return -math.log(q) if label else -math.log(1.0 - q)
 
 
 def expected_log_loss(score: float, true_p: float) -> float:

@@ -23,14 +23,14 @@ from typing import Any
 
 import httpx
 
-from models.base import Model
-from services.serving_schemas import PredictRequest
-from services.serving_scoring import model_features
+from models.evaluation import log_loss
+from models.learners.base import Model
+from services.serving.schemas import PredictRequest
+from services.serving.scoring import model_features
 from services.simulator.accounting import (
     Accounting,
     CtrTracker,
     RecoveryTracker,
-    log_loss,
     oracle_top_k,
 )
 from services.simulator.behaviour import Behaviour, EventQueue, respond

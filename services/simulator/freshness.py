@@ -26,10 +26,10 @@ from typing import Any
 
 import numpy as np
 
-from models.factory import build_model
-from models.metrics import log_losses
-from services.serving_schemas import PredictRequest
-from services.serving_scoring import model_features
+from models.evaluation.metrics import log_losses
+from models.learners.factory import build_model
+from services.serving.schemas import PredictRequest
+from services.serving.scoring import model_features
 from services.simulator.scenarios import Scenario
 
 

@@ -23,9 +23,9 @@ from typing import Any
 
 import numpy as np
 
-from models.base import Model
-from services.serving_schemas import PredictRequest
-from services.serving_scoring import model_features
+from models.learners.base import Model
+from services.serving.schemas import PredictRequest
+from services.serving.scoring import model_features
 from services.simulator.scenarios import Scenario
 from services.simulator.world import World
 

@@ -16,8 +16,8 @@ import pytest
 from confluent_kafka.admin import AdminClient
 
 from config.settings import KafkaSettings, RedisSettings, StackSettings, load
-from services.registry import RedisRegistry
-from services.stack.manager import Stack
+from services.local.stack.manager import Stack
+from services.registry.redis import RedisRegistry
 from streams.topics import ensure_topics, topic_specs
 
 if TYPE_CHECKING:

@@ -21,10 +21,10 @@ from typing import Any
 import redis
 
 from config.settings import KafkaSettings, RegistrySettings
-from services.localloop import REPO, LocalLoop, delete_topics, free_port, wait_for
-from services.registry import RedisRegistry
+from services.local.loop import LocalLoop, delete_topics, free_port, wait_for
+from services.registry.redis import RedisRegistry
 
-__all__ = ["REPO", "LoopStack", "free_port", "wait_for"]
+__all__ = ["LoopStack", "free_port", "wait_for"]
 
 
 def scrape(port: int, prefix: str) -> dict[str, float] | None:

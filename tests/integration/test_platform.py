@@ -12,8 +12,8 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from config.settings import KafkaSettings, SchemaSettings
-from services.roundtrip import roundtrip
-from services.stack.manager import Stack
+from services.local.roundtrip import roundtrip
+from services.local.stack.manager import Stack
 from streams.dlq import DlqWriter
 from streams.schemas import DecodeError, decode_event
 from streams.topics import TopicError, ensure_topics, existing_topics
@@ -144,7 +144,7 @@ def test_redis_persists_with_aof_every_second(stack: Stack) -> None:
 
 
 def test_broker_heap_is_at_most_512_mib(stack: Stack) -> None:
-    from services.stack.process import cmdline
+    from services.local.stack.process import cmdline
 
     pid = stack.kafka.process.running_pid()
     if pid is None:

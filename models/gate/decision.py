@@ -1,0 +1,324 @@
+"""The promotion gate: a pure decision on a challenger from paired, prequential losses.
+
+The trainer scores each fresh micro-batch with both the champion and the challenger *before*
+either learns from it, collects the per-example losses since the last decision, and calls
+``decide``. The rules run in this order; the first that fires decides:
+
+1. ``finite``        any non-finite challenger score (fresh or sanity set) → reject
+2. ``min_examples``  fewer fresh paired examples than ``min_examples`` → keep_training
+3. ``calibration``   challenger's mean prediction off the observed CTR by more than
+                     ``calibration_tolerance`` (relative) *and* significantly so, *and* no
+                     closer to it than the champion's → reject
+4. ``auc_floor``     challenger AUC below ``auc_floor`` and significantly below the
+                     champion's (DeLong's paired test, one-sided at ``alpha``) → reject
+                     (skipped while the fresh labels are all 0 or all 1)
+
+Rules 3 and 4 judge the challenger against the champion as well as against a fixed bar: after
+a drift the champion itself may be off the observed CTR or rank worse than the floor, and
+refusing a challenger that is closer to the truth would keep the worse model serving (and, as
+a rejection discards the challenger, keep any challenger from ever catching up). On the
+champion's own top-k exposures both AUCs sit near 0.5 and differ by noise: in the quality
+replay, rejections for an AUC 0.03 under the champion's (about 50 clicks in 1,024) discarded
+the challenger again and again right after a drift, so rule 4 asks for a significant gap.
+5. ``worse``         challenger's loss significantly higher (one-sided paired t-test) → reject
+6. ``forgetting``    on the sanity set, challenger's mean loss more than ``sanity_tolerance``
+                     (relative) above the champion's → reject
+7. ``better``        champion loss − challenger loss ≥ ``margin`` with a one-sided paired t-test
+                     at ``alpha`` → promote
+8. ``not_significant`` otherwise → keep_training
+
+Example:
+    >>> import numpy as np
+    >>> y = np.tile([1, 0, 0, 0, 0, 0, 0, 0, 0, 0], 100)
+    >>> champion = np.where(y == 1, 0.2, 0.1)
+    >>> challenger = np.where(y == 1, 0.5, 0.05)
+    >>> fresh = PairedLosses.from_scores(y, champion, challenger)
+    >>> d = decide(fresh, None, GateConfig(min_examples=500, auc_floor=0.5))
+    >>> d.outcome, d.rule
+    ('promote', 'better')
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from statistics import NormalDist
+from typing import Final, Literal
+
+import numpy as np
+
+from models.errors import GateError
+from models.evaluation.metrics import auc, auc_difference_z, log_losses, t_sf
+
+Outcome = Literal["promote", "keep_training", "reject"]
+OUTCOMES: Final[tuple[Outcome, ...]] = ("promote", "keep_training", "reject")
+
+
+@dataclass(frozen=True, slots=True)
+class GateConfig:
+    """The gate's thresholds (the trainer builds it from ``GateSettings``; same field names).
+
+    Attributes:
+        min_examples: Fresh paired examples needed before any verdict on quality.
+        margin: Required improvement of the mean log loss, in nats per example.
+        alpha: Significance level of the one-sided paired tests (and of the calibration test).
+        sanity_tolerance: Allowed relative increase of the sanity-set loss (0.01 = 1 %).
+        calibration_tolerance: Allowed relative gap between mean prediction and observed CTR.
+        auc_floor: Lowest acceptable challenger AUC on the fresh examples.
+    """
+
+    min_examples: int = 1024
+    margin: float = 0.0
+    alpha: float = 0.05
+    sanity_tolerance: float = 0.01
+    calibration_tolerance: float = 0.25
+    auc_floor: float = 0.55
+
+    def __post_init__(self) -> None:
+        if self.min_examples < 1 or self.margin < 0 or not 0.0 < self.alpha < 1.0:
+            raise GateError("need min_examples >= 1, margin >= 0 and 0 < alpha < 1")
+        if self.sanity_tolerance < 0 or self.calibration_tolerance < 0:
+            raise GateError("tolerances must be >= 0")
+        if not 0.0 <= self.auc_floor <= 1.0:
+            raise GateError(f"auc_floor must be in [0, 1], got {self.auc_floor}")
+
+
+@dataclass(frozen=True, eq=False)
+class PairedLosses:
+    """Champion and challenger on the same examples: labels, scores and per-example losses.
+
+    Arrays are coerced to 1-D float64 and must have equal lengths; losses must be finite and
+    non-negative (``log_losses`` maps a non-finite score to the worst clipped loss).
+    """
+
+    labels: np.ndarray
+    champion_scores: np.ndarray
+    challenger_scores: np.ndarray
+    champion_losses: np.ndarray
+    challenger_losses: np.ndarray
+
+    def __post_init__(self) -> None:
+        names = ("labels", "champion_scores", "challenger_scores",
+                 "champion_losses", "challenger_losses")
+        for name in names:
+            value = np.asarray(getattr(self, name), dtype=np.float64).reshape(-1)
+            object.__setattr__(self, name, value)
+        lengths = {name: getattr(self, name).size for name in names}
+        if len(set(lengths.values())) != 1:
+            raise GateError(f"paired arrays differ in length: {lengths}")
+        if not np.all((self.labels == 0.0) | (self.labels == 1.0)):
+            raise GateError("labels must be 0 or 1")
+        for name in ("champion_losses", "challenger_losses"):
+            loss = getattr(self, name)
+            if not (np.all(np.isfinite(loss)) and np.all(loss >= 0.0)):
+                raise GateError(f"{name} must be finite and >= 0")
+
+    @classmethod
+    def from_scores(
+        cls, labels: np.ndarray, champion_scores: np.ndarray, challenger_scores: np.ndarray
+    ) -> PairedLosses:
+        """Pair two models' scores on the same labelled examples, computing their log losses."""
+        return cls(
+            labels=labels,
+            champion_scores=champion_scores,
+            challenger_scores=challenger_scores,
+            champion_losses=log_losses(labels, champion_scores),
+            challenger_losses=log_losses(labels, challenger_scores),
+        )
+
+    @property
+    def n(self) -> int:
+        """Number of paired examples."""
+        return int(self.labels.size)
+
+
+@dataclass(frozen=True, slots=True)
+class GateDecision:
+    """What the gate decided, why, and the figures it decided on (all finite floats).
+
+    Attributes:
+        outcome: ``promote``, ``keep_training`` or ``reject``.
+        reason: One human sentence naming the rule and the numbers that decided.
+        figures: Every figure computed so far (``n``, losses, p-values, AUC, …).
+        rule: The deciding rule's short name (a bounded metrics label), see the module doc.
+    """
+
+    outcome: Outcome
+    reason: str
+    figures: dict[str, float] = field(default_factory=dict)
+    rule: str = ""
+
+
+def decide(fresh: PairedLosses, sanity: PairedLosses | None, cfg: GateConfig) -> GateDecision:
+    """Decide on a challenger; see the module docstring for the rules and their order.
+
+    Args:
+        fresh: Both models on the examples since the last decision, scored before training.
+        sanity: Both models on the frozen sanity set, or None when there is none yet (the
+            forgetting rule is then skipped and ``sanity_n`` is 0).
+        cfg: Thresholds.
+
+    Returns:
+        The decision. Its figures never hold NaN or inf, so they serialise as JSON.
+    """
+    figures: dict[str, float] = {"n": float(fresh.n), "sanity_n": float(_n(sanity))}
+    bad = int(np.sum(~np.isfinite(fresh.challenger_scores)))
+    if sanity is not None:
+        bad += int(np.sum(~np.isfinite(sanity.challenger_scores)))
+    figures["challenger_nonfinite"] = float(bad)
+    figures["champion_nonfinite"] = float(np.sum(~np.isfinite(fresh.champion_scores)))
+    if bad:
+        return GateDecision(
+            "reject", f"finite: challenger produced {bad} NaN/inf score(s)", figures, "finite"
+        )
+    needed = max(cfg.min_examples, 2)
+    if fresh.n < needed:
+        return GateDecision(
+            "keep_training",
+            f"min_examples: {fresh.n} paired examples so far, need {needed}",
+            figures,
+            "min_examples",
+        )
+    figures.update(_calibration(fresh))
+    figures.update(_paired(fresh, cfg.margin))
+    area = auc(fresh.labels, fresh.challenger_scores)
+    if not math.isnan(area):
+        figures["challenger_auc"] = area
+        figures["champion_auc"] = _finite_auc(fresh)
+        z = auc_difference_z(fresh.labels, fresh.challenger_scores, _finite(fresh))
+        if not math.isnan(z):
+            figures["auc_z"] = max(-1e6, min(1e6, z))  # JSON: no infinities
+    if sanity is not None and sanity.n:
+        figures.update(_sanity(sanity))
+    return _apply_rules(figures, cfg)
+
+
+def _apply_rules(f: dict[str, float], cfg: GateConfig) -> GateDecision:
+    z_crit = NormalDist().inv_cdf(1.0 - cfg.alpha / 2.0)
+    if (f["calibration_error"] > cfg.calibration_tolerance and abs(f["calibration_z"]) > z_crit
+            and f["calibration_error"] >= f["champion_calibration_error"]):
+        return GateDecision(
+            "reject",
+            f"calibration: mean prediction {f['challenger_mean_score']:.4f} vs observed CTR "
+            f"{f['observed_ctr']:.4f}, relative error {f['calibration_error']:.2f} > "
+            f"calibration_tolerance {cfg.calibration_tolerance:g} (z={f['calibration_z']:.1f}) "
+            f"and not below the champion's {f['champion_calibration_error']:.2f}",
+            f,
+            "calibration",
+        )
+    z_one_sided = NormalDist().inv_cdf(1.0 - cfg.alpha)
+    if ("challenger_auc" in f and f["challenger_auc"] < cfg.auc_floor
+            and f.get("auc_z", 0.0) < -z_one_sided):
+        return GateDecision(
+            "reject",
+            f"auc_floor: challenger AUC {f['challenger_auc']:.4f} < auc_floor {cfg.auc_floor:g} "
+            f"and significantly below the champion's {f['champion_auc']:.4f} "
+            f"(DeLong z={f['auc_z']:.1f})",
+            f,
+            "auc_floor",
+        )
+    losses = (
+        f"challenger log loss {f['challenger_loss']:.5f} vs champion {f['champion_loss']:.5f}"
+    )
+    if f["p_worse"] < cfg.alpha:
+        return GateDecision(
+            "reject",
+            f"worse: {losses}, one-sided paired t-test p={f['p_worse']:.2g} < alpha {cfg.alpha:g}",
+            f,
+            "worse",
+        )
+    if "sanity_rel_change" in f and f["sanity_rel_change"] > cfg.sanity_tolerance:
+        return GateDecision(
+            "reject",
+            f"forgetting: sanity-set log loss {f['sanity_challenger_loss']:.5f} vs champion "
+            f"{f['sanity_champion_loss']:.5f} (+{f['sanity_rel_change']:.1%} > "
+            f"sanity_tolerance {cfg.sanity_tolerance:.1%})",
+            f,
+            "forgetting",
+        )
+    test = (
+        f"improvement {f['mean_diff']:.5f} over margin {cfg.margin:g}, "
+        f"one-sided paired t-test p={f['p_better']:.2g}"
+    )
+    if f["p_better"] < cfg.alpha:
+        return GateDecision(
+            "promote", f"better: {losses}, {test} < alpha {cfg.alpha:g}", f, "better"
+        )
+    return GateDecision(
+        "keep_training",
+        f"not_significant: {losses}, {test} >= alpha {cfg.alpha:g}",
+        f,
+        "not_significant",
+    )
+
+
+def _n(pairs: PairedLosses | None) -> int:
+    return 0 if pairs is None else pairs.n
+
+
+def _paired(fresh: PairedLosses, margin: float) -> dict[str, float]:
+    """One-sided paired t-tests on d = champion loss − challenger loss (> 0: challenger better)."""
+    d = fresh.champion_losses - fresh.challenger_losses
+    n = d.size
+    mean = float(d.mean())
+    se = float(d.std(ddof=1)) / math.sqrt(n)
+    t_better = _ratio(mean - margin, se)
+    t_worse = _ratio(-mean, se)
+    return {
+        "champion_loss": float(fresh.champion_losses.mean()),
+        "challenger_loss": float(fresh.challenger_losses.mean()),
+        "mean_diff": mean,
+        "diff_se": se,
+        "p_better": t_sf(t_better, n - 1),
+        "p_worse": t_sf(t_worse, n - 1),
+    }
+
+
+def _ratio(num: float, se: float) -> float:
+    # Identical loss differences (se = 0): the sign alone is the evidence.
+    if se > 0.0:
+        return num / se
+    return math.copysign(math.inf, num) if num else 0.0
+
+
+def _calibration(fresh: PairedLosses) -> dict[str, float]:
+    """Relative gap of mean prediction to observed CTR, and its z-score under the model.
+
+    The relative error divides by ``max(ctr, 1/n)`` so a batch without clicks still gives a
+    finite figure; the z-score (clicks vs the sum of predicted probabilities) keeps pure
+    sampling noise in a small batch from rejecting a calibrated challenger.
+    """
+    p = fresh.challenger_scores
+    ctr = float(fresh.labels.mean())
+    mean_p = float(p.mean())
+    # The floor keeps z finite for scores of exactly 0 or 1 (a wildly overconfident model).
+    variance = max(float(np.sum(p * (1.0 - p))), 1e-12)
+    z = float(fresh.labels.sum() - p.sum()) / math.sqrt(variance)
+    floor = max(ctr, 1.0 / fresh.n)
+    champion_p = np.nan_to_num(fresh.champion_scores, nan=0.5, posinf=1.0, neginf=0.0)
+    return {
+        "observed_ctr": ctr,
+        "challenger_mean_score": mean_p,
+        "calibration_error": abs(mean_p - ctr) / floor,
+        "calibration_z": z,
+        "champion_mean_score": float(champion_p.mean()),
+        "champion_calibration_error": abs(float(champion_p.mean()) - ctr) / floor,
+    }
+
+
+def _finite(fresh: PairedLosses) -> np.ndarray:
+    return np.nan_to_num(fresh.champion_scores, nan=0.5, posinf=1.0, neginf=0.0)
+
+
+def _finite_auc(fresh: PairedLosses) -> float:
+    return auc(fresh.labels, _finite(fresh))
+
+
+def _sanity(sanity: PairedLosses) -> dict[str, float]:
+    champion = float(sanity.champion_losses.mean())
+    challenger = float(sanity.challenger_losses.mean())
+    return {
+        "sanity_champion_loss": champion,
+        "sanity_challenger_loss": challenger,
+        "sanity_rel_change": (challenger - champion) / max(champion, 1e-12),
+    }

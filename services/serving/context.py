@@ -1,0 +1,53 @@
+"""What the serving routes depend on, built once in the entry point and passed to the app.
+
+Routes get it through the ``ContextDep`` dependency alias; tests build one with a model in
+hand and a sink of their choosing, without Redis or Kafka.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from config.settings import KafkaSettings, ServingSettings
+from services.registry.redis import RedisRegistry
+from services.serving.champion import ChampionHolder, ChampionWatcher
+from services.serving.metrics import ServingMetrics
+from services.serving.sink import MessageSink
+from streams.schemas import TimeBounds
+
+
+@dataclass
+class ServingContext:
+    """Settings, the champion, the message sink and (optionally) the registry.
+
+    Attributes:
+        settings: The serving section.
+        kafka: Topic names.
+        bounds: How far event timestamps may lie from the server clock.
+        holder: The champion being served.
+        sink: Where predictions and events are logged.
+        metrics: The process's Prometheus objects.
+        registry: Admin endpoints answer 503 without one.
+        watcher: Started and stopped with the app when given.
+    """
+
+    settings: ServingSettings
+    kafka: KafkaSettings
+    bounds: TimeBounds
+    holder: ChampionHolder
+    sink: MessageSink
+    metrics: ServingMetrics
+    registry: RedisRegistry | None = None
+    watcher: ChampionWatcher | None = None
+
+
+async def _context(request: Request) -> ServingContext:
+    # async: FastAPI runs a sync dependency in its thread pool, a thread hop per request.
+    ctx: ServingContext = request.app.state.ctx
+    return ctx
+
+
+ContextDep = Annotated[ServingContext, Depends(_context)]

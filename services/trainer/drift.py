@@ -1,0 +1,122 @@
+"""The trainer's drift watch: ``models.drift`` monitors fed each micro-batch, and their metrics.
+
+What it watches (``DriftSettings``): per-feature drift of the configured features against the
+reference window (PSI, and KS for numeric ones), the served scores' distribution, log loss and
+CTR per slice of one low-cardinality feature, and — unless triggered mode's drift trigger
+already does it — concept drift on the champion's per-example loss (ADWIN or Page-Hinkley).
+Alarms are counted (``streamlearn_drift_alarms_total{detector}``) and printed with their reason.
+
+The reference window is the first ``drift.reference_size`` examples this process sees: a
+restart takes a new one (nothing of it is checkpointed; it is a view, not the model's state).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from rich.console import Console
+
+from config.settings import DriftSettings
+from models.drift import (
+    FeatureDriftMonitor,
+    LossDriftDetector,
+    ScoreDriftMonitor,
+    SliceMonitor,
+)
+from models.training.step import StepResult
+from services.trainer.metrics import TrainerMetrics
+from streams.schemas import Example
+
+
+class DriftWatch:
+    """Feeds the monitors and exports what they say; one per trainer process."""
+
+    def __init__(self, cfg: DriftSettings, metrics: TrainerMetrics, console: Console, *,
+                 loss_detector: bool = True) -> None:
+        """Build the monitors ``cfg`` switches on.
+
+        Args:
+            cfg: What to watch.
+            metrics: Where the figures go.
+            console: Where alarms are printed.
+            loss_detector: Run ``cfg.loss_detector`` (False when a drift trigger runs one).
+        """
+        self.cfg, self.metrics, self.console = cfg, metrics, console
+        self.features = FeatureDriftMonitor(
+            cfg.features, reference_size=cfg.reference_size, window=cfg.window, bins=cfg.bins,
+            max_categories=cfg.max_categories,
+        ) if cfg.features else None
+        self.scores = ScoreDriftMonitor(reference_size=cfg.reference_size, window=cfg.window,
+                                        bins=cfg.bins) if cfg.score_drift else None
+        self.slices = SliceMonitor(cfg.slice_feature, max_slices=cfg.max_slices,
+                                   window=cfg.slice_window) if cfg.slice_feature else None
+        self.detector = (LossDriftDetector(cfg.loss_detector)
+                         if loss_detector and cfg.loss_detector != "none" else None)
+        self._above: set[str] = set()  # PSI alarms count rising edges, not every batch above
+        self._since_report = 0
+        self.alarms: list[str] = []  # reasons, most recent last (bounded)
+
+    def observe(self, examples: Sequence[Example], result: StepResult) -> bool:
+        """One scored micro-batch: ``examples`` in the order of ``result``'s arrays.
+
+        Returns:
+            True when the loss detector raised a concept-drift alarm on it.
+        """
+        if not examples:
+            return False
+        m = self.metrics
+        self._since_report += len(examples)
+        report = self._since_report >= self.cfg.report_every_examples
+        if report:
+            self._since_report = 0
+        if self.features is not None:
+            self.features.update([e.features for e in examples])
+        if self.features is not None and report:
+            for name, d in self.features.drift().items():
+                m.feature_score.labels(feature=name).set(d.psi)
+                if d.ks is not None:
+                    m.feature_ks.labels(feature=name).set(d.ks)
+                self._psi_alarm(f"feature {name}", d.psi, "feature_psi")
+        if self.scores is not None:
+            self.scores.update(np.asarray([e.score for e in examples]))  # as served
+        if self.scores is not None and report:
+            d = self.scores.drift()
+            if d is not None:
+                m.score_psi.set(d.psi)
+                m.score_ks.set(d.ks or 0.0)
+                self._psi_alarm("served scores", d.psi, "score_psi")
+        if self.slices is not None:
+            self.slices.update([e.features for e in examples], result.labels,
+                               result.champion_scores, result.champion_losses)
+            feature = self.slices.feature
+            for value, f in self.slices.figures().items():
+                m.slice_logloss.labels(feature=feature, value=value).set(f.log_loss)
+                m.slice_ctr.labels(feature=feature, value=value).set(f.ctr)
+                m.slice_predicted_ctr.labels(feature=feature, value=value).set(f.predicted_ctr)
+        if self.detector is not None:
+            alarm = self.detector.update(result.champion_losses,
+                                         result.labels - result.champion_scores)
+            if alarm is not None:
+                self.alarm(alarm.detector, alarm.reason)
+                return True
+        return False
+
+    def alarm(self, detector: str, reason: str) -> None:
+        """Count and print one alarm (also used for the drift trigger's firings)."""
+        self.metrics.drift_alarms[detector].inc()
+        self.alarms = [*self.alarms[-99:], reason]
+        self.console.print(f"[red]drift alarm[/] ({detector}): {reason}")
+
+    def _psi_alarm(self, what: str, value: float, detector: str) -> None:
+        if value > self.cfg.psi_alarm and what not in self._above:
+            self._above.add(what)
+            self.alarm(detector, f"{what}: PSI {value:.3f} > {self.cfg.psi_alarm:g} against "
+                                 "the reference window")
+        elif value <= self.cfg.psi_alarm:
+            self._above.discard(what)
+
+    def new_champion(self) -> None:
+        """The loss stream is another model's now: the loss detector starts over."""
+        if self.detector is not None:
+            self.detector.reset()

@@ -1,0 +1,251 @@
+"""What the trainer must remember across restarts, as pure data: offsets, lineage, checkpoint.
+
+No Kafka and no Redis here (``services/trainer/service.py`` moves these values in and out), so the
+rules can be tested without a server:
+
+* ``OffsetLedger`` follows, per partition of ``examples``, the next offset to read (what a
+  restart resumes from) and the offset range the current challenger learnt from (its lineage).
+* ``Checkpoint`` is everything a batch's outcome consists of — the challenger, the dedup ids,
+  the offsets, the gate's evaluation window, the sanity set, the replay/window memory and the
+  running totals — and its encoding as the fields of one Redis hash, written in one MULTI.
+  Offsets are committed to Kafka only after that write, and a restarted trainer resumes from
+  the checkpoint's offsets (not Kafka's), so an example is learnt once by the durable state
+  even if the process died between two checkpoints.
+
+Example:
+    >>> ledger = OffsetLedger()
+    >>> ledger.consumed(0, 7, trained=True); ledger.consumed(0, 8, trained=False)
+    >>> ledger.consumed(2, 3, trained=True)
+    >>> ledger.next_offsets, ledger.n_trained
+    ({0: 9, 2: 4}, 2)
+    >>> [(r.partition, r.first, r.last) for r in ledger.lineage("examples").ranges]
+    [(0, 7, 7), (2, 3, 3)]
+"""
+
+from __future__ import annotations
+
+import io
+import zlib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Final
+
+import numpy as np
+import orjson
+
+from models.registry import Lineage, OffsetRange
+from models.training.step import Evaluation, StepResult
+from streams.schemas import Example, parse_example
+
+STATE_FORMAT: Final = 1
+_ARRAYS: Final = (
+    "champion_losses", "challenger_losses", "champion_scores", "challenger_scores", "labels",
+)
+
+
+class StateError(Exception):
+    """A stored trainer state that cannot be read (corrupt, tampered or another format)."""
+
+
+class OffsetLedger:
+    """Next offsets to read and the offsets the current challenger learnt from."""
+
+    def __init__(
+        self,
+        next_offsets: Mapping[int, int] | None = None,
+        trained: Mapping[int, Sequence[int]] | None = None,
+        n_trained: int = 0,
+    ) -> None:
+        self.next_offsets: dict[int, int] = dict(next_offsets or {})
+        self._trained: dict[int, list[int]] = {p: list(r) for p, r in (trained or {}).items()}
+        self.n_trained = n_trained
+
+    def consumed(self, partition: int, offset: int, *, trained: bool) -> None:
+        """One message is done with (learnt, or dropped as a duplicate or invalid)."""
+        self.next_offsets[partition] = max(self.next_offsets.get(partition, 0), offset + 1)
+        if not trained:
+            return
+        self.n_trained += 1
+        span = self._trained.get(partition)
+        if span is None:
+            self._trained[partition] = [offset, offset]
+        else:
+            span[0], span[1] = min(span[0], offset), max(span[1], offset)
+
+    def reset_lineage(self) -> None:
+        """A new challenger starts: what earlier ones learnt is not its lineage."""
+        self._trained.clear()
+        self.n_trained = 0
+
+    def lineage(self, topic: str) -> Lineage:
+        """The current challenger's lineage for the registry."""
+        ranges = tuple(
+            OffsetRange(topic, p, first, last)
+            for p, (first, last) in sorted(self._trained.items())
+        )
+        return Lineage(ranges, self.n_trained)
+
+    def to_state(self) -> dict[str, Any]:
+        """JSON-ready (partition numbers become strings)."""
+        return {
+            "next": {str(p): o for p, o in self.next_offsets.items()},
+            "trained": {str(p): r for p, r in self._trained.items()},
+            "n_trained": self.n_trained,
+        }
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any]) -> OffsetLedger:
+        """Inverse of ``to_state``."""
+        return cls(
+            {int(p): int(o) for p, o in state["next"].items()},
+            {int(p): [int(r[0]), int(r[1])] for p, r in state["trained"].items()},
+            int(state["n_trained"]),
+        )
+
+
+@dataclass(frozen=True)
+class Totals:
+    """Durable running totals of one trainer (a restarted process continues them)."""
+
+    batches: int = 0
+    trained: int = 0
+    duplicates: int = 0
+    invalid: int = 0
+    capped: int = 0
+    decisions: int = 0
+
+
+@dataclass
+class Checkpoint:
+    """Everything a restarted trainer resumes from (see the module docstring).
+
+    Attributes:
+        mode: ``stateful``, ``stateless`` or ``triggered``: a restart in another mode keeps
+            only offsets, dedup ids and totals.
+        champion: The champion version the challenger was compared with (its parent).
+        challenger: The challenger's ``save()`` bytes.
+        ledger: Offsets and lineage.
+        seen: ``SeenIds.to_state()``.
+        totals: Running totals.
+        since_gate: Fresh examples since the last gate decision.
+        evaluation: The gate window, as one ``StepResult`` (None: empty).
+        sanity: The frozen sanity set (examples).
+        memory: Stateless window or replay reservoir contents (examples).
+        memory_seen: How many examples the replay reservoir had been offered.
+        saved_at: Epoch ms of the write.
+        policy_state: The policy's own counters (triggered mode: ``TriggeredPolicy.state``;
+            its buffer is ``memory``). Absent from states written before it existed: {}.
+    """
+
+    mode: str
+    champion: str
+    challenger: bytes
+    ledger: OffsetLedger
+    seen: list[list[Any]]
+    totals: Totals = field(default_factory=Totals)
+    since_gate: int = 0
+    evaluation: StepResult | None = None
+    sanity: list[Example] = field(default_factory=list)
+    memory: list[Example] = field(default_factory=list)
+    memory_seen: int = 0
+    saved_at: int = 0
+    policy_state: dict[str, Any] = field(default_factory=dict)
+
+    def to_fields(self) -> dict[str, bytes]:
+        """The fields of the Redis hash (binary values, written together)."""
+        meta = {
+            "format": STATE_FORMAT,
+            "mode": self.mode,
+            "champion": self.champion,
+            "ledger": self.ledger.to_state(),
+            "totals": asdict(self.totals),
+            "since_gate": self.since_gate,
+            "memory_seen": self.memory_seen,
+            "saved_at": self.saved_at,
+            "policy_state": self.policy_state,
+        }
+        return {
+            "meta": orjson.dumps(meta),
+            "challenger": self.challenger,
+            "seen": zlib.compress(orjson.dumps(self.seen), 1),
+            "evaluation": encode_result(self.evaluation),
+            "sanity": encode_examples(self.sanity),
+            "memory": encode_examples(self.memory),
+        }
+
+    @classmethod
+    def from_fields(cls, fields: Mapping[bytes | str, bytes]) -> Checkpoint:
+        """Inverse of ``to_fields``.
+
+        Raises:
+            StateError: A field is missing or unreadable, or the format is another one.
+        """
+        get = {k.decode() if isinstance(k, bytes) else k: v for k, v in fields.items()}
+        try:
+            meta = orjson.loads(get["meta"])
+            if meta.get("format") != STATE_FORMAT:
+                raise StateError(f"trainer state format {meta.get('format')!r}, "
+                                 f"expected {STATE_FORMAT}")
+            return cls(
+                mode=str(meta["mode"]),
+                champion=str(meta["champion"]),
+                challenger=bytes(get["challenger"]),
+                ledger=OffsetLedger.from_state(meta["ledger"]),
+                seen=orjson.loads(zlib.decompress(get["seen"])),
+                totals=Totals(**meta["totals"]),
+                since_gate=int(meta["since_gate"]),
+                evaluation=decode_result(get["evaluation"]),
+                sanity=decode_examples(get["sanity"]),
+                memory=decode_examples(get["memory"]),
+                memory_seen=int(meta["memory_seen"]),
+                saved_at=int(meta["saved_at"]),
+                policy_state=dict(meta.get("policy_state") or {}),
+            )
+        except StateError:
+            raise
+        except (KeyError, TypeError, ValueError, zlib.error, orjson.JSONDecodeError) as exc:
+            raise StateError(f"unreadable trainer state: {exc!r}") from exc
+
+
+def encode_examples(examples: Iterable[Example]) -> bytes:
+    """Examples as zlib-compressed JSON.
+
+    Example:
+        >>> ex = Example("p1", 1_763_800_000_000, 1_763_800_000_500, 1, {"d": "tv"}, "m-v1.0",
+        ...              "champion", 0.1)
+        >>> decode_examples(encode_examples([ex])) == [ex]
+        True
+    """
+    return zlib.compress(orjson.dumps(list(examples)), 1)
+
+
+def decode_examples(raw: bytes) -> list[Example]:
+    """Inverse of ``encode_examples`` (the strict parser checks every field again)."""
+    return [parse_example(item) for item in orjson.loads(zlib.decompress(raw))]
+
+
+def encode_result(result: StepResult | None) -> bytes:
+    """The gate window's arrays as an ``.npz`` (no pickle); empty bytes for None."""
+    if result is None or not result.n:
+        return b""
+    buffer = io.BytesIO()
+    np.savez(buffer, **{name: getattr(result, name) for name in _ARRAYS})
+    return buffer.getvalue()
+
+
+def decode_result(raw: bytes) -> StepResult | None:
+    """Inverse of ``encode_result``."""
+    if not raw:
+        return None
+    with np.load(io.BytesIO(raw), allow_pickle=False) as data:
+        a, b, c, d, e = (np.array(data[name]) for name in _ARRAYS)
+    return StepResult(a, b, c, d, e)
+
+
+def window_of(evaluation: Evaluation) -> StepResult | None:
+    """An evaluation window folded into one ``StepResult`` (what a checkpoint keeps)."""
+    if not evaluation.n:
+        return None
+    p = evaluation.paired()
+    return StepResult(p.champion_losses, p.challenger_losses, p.champion_scores,
+                      p.challenger_scores, p.labels)
