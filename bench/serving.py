@@ -54,7 +54,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import redis
@@ -70,7 +70,11 @@ from bench.serving_costs import step_costs
 from config.settings import RegistrySettings, ServingSettings, load
 from services.local.loop import free_port
 from services.local.stack.manager import Stack
+from services.local.wait import stop_process, wait_for
 from services.ops.cpu import THREAD_GROUPS, cpu_by_thread
+
+if TYPE_CHECKING:
+    from services.registry import Registry
 
 CANDIDATES = 20
 TARGETS = {"ratio": 0.6, "p99_ms": 25.0, "swap_visible_ms_p50": 500.0,
@@ -217,24 +221,20 @@ def _process(args: list[str], env: dict[str, str], log: Path, port: int,
     """A server subprocess, up once ``/healthz``-style readiness answers; always stopped."""
     with open(log, "wb") as out:
         proc = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT)
+
+    def ready() -> bool:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{args[:3]} exited: {log.read_text()[-2000:]}")
+        return _ready(port)
+
     try:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"{args[:3]} exited: {log.read_text()[-2000:]}")
-            if _ready(port):
-                break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{args[:3]} not ready after {timeout_s} s")
-            time.sleep(0.1)
+        try:
+            wait_for(ready, timeout_s, f"{args[:3]} to be ready")
+        except TimeoutError:
+            raise RuntimeError(f"{args[:3]} not ready after {timeout_s} s") from None
         yield proc
     finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        stop_process(proc, timeout_s=15)
 
 
 def _ready(port: int) -> bool:
@@ -259,7 +259,7 @@ def _one_response(port: int, body: bytes) -> bytes:
     return asyncio.run(go())
 
 
-def _swapper(registry: Any, swaps: int, gap_s: float, marks: list[tuple[float, str]],
+def _swapper(registry: Registry, swaps: int, gap_s: float, marks: list[tuple[float, str]],
              register_ms: list[float], promote_ms: list[float], load: Load,
              done: threading.Event) -> None:
     """Promote ``swaps`` new versions one after another, each registered first as the trainer
@@ -505,23 +505,18 @@ def _load_times(log: Path, versions: set[str]) -> list[float]:
     return [float(m.group(2)) for m in found if m and m.group(1) in versions]
 
 
-def _register_challenger(registry: Any, parent: str | None) -> str:
+def _register_challenger(registry: Registry, parent: str | None) -> str:
     """A fine-tuned child of the champion, same architecture, registered with its signed
     artifact: what the trainer does between its gate's decision and ``promote``."""
-    from models.learners.base import load_model
-    from models.registry import Lineage, ModelRecord
+    from services.registry import register
 
     if parent is None:
         raise RuntimeError("no champion to fine-tune a challenger from")
-    model = load_model(registry.artifact(parent))
+    model = registry.load(parent)
     model.learn_many([{"item_id": f"i{i}", "item_category": f"c{i % 50}"} for i in range(512)],
                      [int(i % 7 == 0) for i in range(512)])
-    blob = model.save()
-    record = ModelRecord.for_model(model, blob, version=registry.next_version(parent, "stateful"),
-                                   parent=parent, mode="stateful",
-                                   created_at=int(time.time() * 1000), lineage=Lineage())
-    registry.put(record, blob)
-    return str(record.version)
+    return register(registry, model, parent=parent, mode="stateful",
+                    now_ms=int(time.time() * 1000)).version
 
 
 def _baseline(port: int, response: Path, loop: str, http: str) -> None:

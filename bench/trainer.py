@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import subprocess
 import sys
 import tempfile
@@ -60,6 +59,7 @@ from bench.common import percentile, running_stack
 from config.settings import KafkaSettings, RedisSettings, RegistrySettings, TrainerSettings, load
 from services.local.joiners import JoinerCluster, read_examples, wait_until_drained
 from services.local.loop import delete_prefix, free_port, register_champion
+from services.local.wait import stop_process
 from services.simulator.labeled import join_inputs, labeled_stream
 from streams.joiner.policy import JoinPolicy
 from streams.joiner.scenario import RawMessage, summarize
@@ -118,7 +118,7 @@ def learner_speed(cfg: TrainerSettings, stream: list[Example]) -> dict[str, floa
     """Throughput of the configured learner on one torch thread, batch 512."""
     import torch
 
-    from services.trainer.service import new_model
+    from services.trainer.build import new_model
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -153,10 +153,9 @@ def warm_champion(cfg: TrainerSettings) -> bytes:
     (other users' draws, other ids), learnt in prediction order in batches of ``BATCH``.
 
     Not ``models.training.policies.train_from_scratch``, which shuffles: a champion trained on
-    shuffled
-    batches left the ratio more sensitive to the joiner's order (five replayed joined orders:
-    up to 1.0133 against 1.0045 in prediction order)."""
-    from services.trainer.service import new_model
+    shuffled batches left the ratio more sensitive to the joiner's order (five replayed joined
+    orders: up to 1.0133 against 1.0045 in prediction order)."""
+    from services.trainer.build import new_model
 
     warm = labeled_stream(WARM_EXAMPLES, seed=7, world_seed=0, window_ms=WINDOW_MS,
                           click_delay_sigma=1.0, prefix="warm-")
@@ -346,12 +345,7 @@ def system(kafka: KafkaSettings, n: int, champion: bytes,
         return {"system_logloss": loss, "system_samples_per_s": rate}
     finally:
         if proc is not None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
+            stop_process(proc, timeout_s=60)
 
 
 def _scrape(port: int) -> dict[str, float]:

@@ -26,15 +26,12 @@ from pydantic_settings import (
 )
 
 from config import DEFAULTS_YAML
+from config.errors import ConfigError
 
 USER_YAML_ENV = "STREAMLEARN_CONFIG"
 
 
 TrainerMode = Literal["stateful", "stateless", "triggered"]  # how `streamlearn train` learns
-
-
-class ConfigError(Exception):
-    """An invalid configuration value; the message names the field and what is allowed."""
 
 
 class _Section(BaseSettings):

@@ -1,5 +1,8 @@
 """Exceptions of the models package: one root, ``ModelError``, and a subclass per kind of fault.
 
+``ModelError`` is the models family of ``config.errors.StreamlearnError`` (the only thing
+``models`` imports from ``config``).
+
 Callers that only want "the learning core refused this" catch ``ModelError``; the subclasses
 let a trainer tell bad input (route to the DLQ) from a bad blob (refuse to load) from a bad
 configuration (fail at start-up).
@@ -7,8 +10,10 @@ configuration (fail at start-up).
 
 from __future__ import annotations
 
+from config.errors import StreamlearnError
 
-class ModelError(Exception):
+
+class ModelError(StreamlearnError):
     """Root of every error raised by ``models``."""
 
 

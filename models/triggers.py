@@ -41,10 +41,12 @@ CHAMPION_FREE: Final[tuple[Kind, ...]] = ("volume", "time")  # the others judge 
 
 @dataclass(frozen=True, slots=True)
 class Firing:
-    """One trigger's firing: its kind (a bounded metrics label) and a human reason."""
+    """One trigger's firing: its kind (a bounded metrics label) and a human reason; a drift
+    firing also names the detector that raised it (``adwin`` or ``page_hinkley``)."""
 
     kind: Kind
     reason: str
+    detector: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,7 +283,7 @@ class DriftTrigger:
         if alarm is None:
             return None
         self.last_alarm = alarm
-        return Firing("drift", f"drift: {alarm.reason}")
+        return Firing("drift", f"drift: {alarm.reason}", alarm.detector)
 
     def trained(self, now_ms: int, total_trained: int) -> None:
         pass

@@ -1,6 +1,7 @@
 """The `streamlearn` console script.
 
-Settings are built here, once per process, and passed down. A bad configuration value stops
+Settings and the console are built when a command runs (here and in each command), once per
+process, and passed down; importing this module builds nothing. A bad configuration value stops
 the process at start with exit code 2 and a message naming the field and the allowed values.
 """
 
@@ -44,14 +45,13 @@ from services.simulator.cli import (
 )
 from services.trainer.cli import add_train_arguments, cmd_retrain, cmd_train
 
-console = Console(highlight=False)
-
 
 def _stack() -> Stack:
     return Stack(load(StackSettings), load(KafkaSettings), load(RedisSettings))
 
 
 def cmd_stack_up(args: argparse.Namespace) -> int:
+    console = Console(highlight=False)
     stack = _stack()
     with console.status("starting the local stack (first run fetches Kafka's jars)…"):
         reports = stack.up()
@@ -62,6 +62,7 @@ def cmd_stack_up(args: argparse.Namespace) -> int:
 
 
 def cmd_stack_down(args: argparse.Namespace) -> int:
+    console = Console(highlight=False)
     stack = _stack()
     stopped = stack.down()
     console.print(f"stopped: {', '.join(stopped) if stopped else 'nothing was running'}")
@@ -69,6 +70,7 @@ def cmd_stack_down(args: argparse.Namespace) -> int:
 
 
 def cmd_stack_status(args: argparse.Namespace) -> int:
+    console = Console(highlight=False)
     stack = _stack()
     table = Table("service", "address", "pid", "state")
     statuses = stack.status()
@@ -84,6 +86,7 @@ def cmd_topics_create(args: argparse.Namespace) -> int:
 
     from streams.topics import TopicError, ensure_topics
 
+    console = Console(highlight=False)
     kafka = load(KafkaSettings)
     admin = AdminClient({"bootstrap.servers": kafka.bootstrap_servers})
     try:
@@ -103,6 +106,7 @@ def cmd_topics_create(args: argparse.Namespace) -> int:
 def cmd_demo_roundtrip(args: argparse.Namespace) -> int:
     from services.local.roundtrip import roundtrip
 
+    console = Console(highlight=False)
     hops = roundtrip(load(KafkaSettings), load(SchemaSettings))
     for hop in hops:
         console.print(
@@ -118,6 +122,7 @@ def cmd_join(args: argparse.Namespace) -> int:
     from services.local.supervisor import is_child, supervise, this_command
     from streams.joiner.worker.app import JoinerWorker, run_worker
 
+    console = Console(highlight=False)
     if not is_child():
         load(JoinerSettings)  # a bad value stops here, not in a restart loop
         return supervise(this_command(), say=lambda text: console.print(f"[yellow]{text}[/]"))
@@ -224,6 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script."""
     args = build_parser().parse_args(argv)
+    console = Console(highlight=False)
     try:
         return int(args.func(args))
     except ConfigError as err:

@@ -24,6 +24,8 @@ from typing import Any, Final, Literal
 
 import orjson
 
+from streams.errors import StreamsError
+
 SCHEMA_VERSION: Final = 1
 EVENT_TYPES: Final = frozenset({"impression", "click", "conversion"})
 ARMS: Final = frozenset({"champion", "challenger", "explore"})
@@ -94,8 +96,8 @@ class DecodeError:
     reason: str
 
 
-class _Invalid(Exception):
-    """Internal: carries the reason out of nested field checks."""
+class _Invalid(StreamsError):
+    """Internal: carries the reason out of nested field checks (never leaves this module)."""
 
 
 

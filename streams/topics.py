@@ -20,9 +20,10 @@ from dataclasses import dataclass, field
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from config.settings import KafkaSettings
+from streams.errors import StreamsError
 
 
-class TopicError(Exception):
+class TopicError(StreamsError):
     """The cluster's topics contradict the configuration (e.g. co-partitioning broken)."""
 
 

@@ -197,7 +197,7 @@ class Learner:
                 alarm = Alarm(raised.detector, raised.reason)
         for firing in result.fired:
             if alarm is None and firing.kind == "drift":
-                alarm = Alarm("drift_trigger", firing.reason)
+                alarm = Alarm(firing.detector or "adwin", firing.reason)
         if alarm is not None:
             self.counts = replace(self.counts, alarms=self.counts.alarms + 1)
         return alarm

@@ -30,11 +30,9 @@ from services.local.loop import (
     delete_prefix,
     delete_topics,
     register_champion,
-    wait_for,
 )
+from services.local.wait import stop_process, wait_for
 from services.simulator import SimulatorError, build
-
-console = Console(highlight=False)
 
 # STREAMLEARN_* settings of the demo's processes (each reads its own section).
 DEMO_SETTINGS = {
@@ -79,6 +77,7 @@ def cmd_demo_run(args: argparse.Namespace) -> int:
 
     from streams.topics import TopicError, ensure_topics, topic_specs
 
+    console = Console(highlight=False)
     try:
         build(args.scenario, args.seed)
     except SimulatorError as err:
@@ -104,9 +103,9 @@ def cmd_demo_run(args: argparse.Namespace) -> int:
     console.print(f"demo [bold]{tag}[/]: scenario [bold]{args.scenario}[/] for "
                   f"{args.seconds:.0f} s at {args.rate:g} requests/s; logs in {loop.workdir}")
     try:
-        _register_warm_champion(prefix, loop.signing_key, args)
-        _start(loop)
-        return _simulate(loop, args)
+        _register_warm_champion(prefix, loop.signing_key, args, console)
+        _start(loop, console)
+        return _simulate(loop, args, console)
     except (TimeoutError, RuntimeError) as err:
         console.print(f"[red]error:[/] {err}")
         return 1
@@ -126,12 +125,13 @@ WARMUP_REQUESTS = 3_000
 WARMUP_START = 10_000_000  # request indices the run never sends
 
 
-def _register_warm_champion(prefix: str, signing_key: str, args: argparse.Namespace) -> None:
+def _register_warm_champion(prefix: str, signing_key: str, args: argparse.Namespace,
+                            console: Console) -> None:
     """Train the trainer's configured model on the world before any drift and make it the
     run's champion ``v1.0``: the demo starts from a deployed model, as a team would."""
     from config.settings import TrainerSettings
     from services.simulator.warmup import warm_model
-    from services.trainer.service import new_model
+    from services.trainer.build import new_model
 
     with console.status(f"training the first champion on {WARMUP_REQUESTS:,} requests of "
                         "the world before the drift…"):
@@ -145,7 +145,7 @@ def _register_warm_champion(prefix: str, signing_key: str, args: argparse.Namesp
                   "before the run")
 
 
-def _start(loop: LocalLoop) -> None:
+def _start(loop: LocalLoop, console: Console) -> None:
     """serve, join, train, each once the previous one answers."""
     with console.status("starting serve…"):
         loop.start("serve")
@@ -167,7 +167,7 @@ def _start(loop: LocalLoop) -> None:
     console.print("[green]✔[/] train (stateful micro-batches + the gate)")
 
 
-def _simulate(loop: LocalLoop, args: argparse.Namespace) -> int:
+def _simulate(loop: LocalLoop, args: argparse.Namespace, console: Console) -> int:
     requests = int(args.seconds * args.rate)
     command = [sys.executable, "-m", "services.cli", "simulate", "--scenario", args.scenario,
                "--seed", str(args.seed), "--seconds", str(args.seconds), "--rate",
@@ -177,8 +177,7 @@ def _simulate(loop: LocalLoop, args: argparse.Namespace) -> int:
     while sim.poll() is None:
         dead = loop.dead()
         if dead:
-            sim.terminate()
-            sim.wait(30)
+            stop_process(sim, timeout_s=30)
             console.print(f"[red]error:[/] {', '.join(dead)} exited during the demo\n"
                           f"{loop.logs()}")
             return 1

@@ -19,6 +19,7 @@ from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
 from config.settings import KafkaSettings
 from services.local.loop import delete_topics, free_port, kafka_env
+from services.local.wait import stop_process, wait_for
 from streams.joiner.policy import JoinPolicy
 from streams.joiner.scenario import RawMessage
 from streams.schemas import Example, decode_example
@@ -79,14 +80,7 @@ class JoinerCluster:
         proc.wait(30)
 
     def stop_all(self) -> None:
-        for proc, _ in self.procs.values():
-            proc.terminate()
-        for proc, _ in self.procs.values():
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
+        stop_process(*(proc for proc, _ in self.procs.values()), timeout_s=30)
         self.procs.clear()
 
     def close(self) -> None:
@@ -190,17 +184,20 @@ def wait_until_drained(cluster: JoinerCluster, timeout_s: float = 180.0) -> None
     k = cluster.kafka
     ends = end_offsets(k, [k.predictions_topic, k.events_topic])
     everyone = {f'{{partition="{p}"}}' for p in range(k.partitions)}
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+
+    def drained() -> bool:
         done = committed(k, cluster.group, ends)
         caught_up = all(done.get(tp, -1) >= end for tp, end in ends.items())
         pending: dict[str, float] = {}
         for name in cluster.procs:
             pending.update(cluster.samples(name, "streamlearn_joiner_pending") or {})
-        if caught_up and set(pending) >= everyone and not any(pending.values()):
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"joiner did not drain within {timeout_s} s\n{cluster.logs()}")
+        return caught_up and set(pending) >= everyone and not any(pending.values())
+
+    try:
+        wait_for(drained, timeout_s, "the joiner to drain", interval_s=0.5)
+    except TimeoutError:
+        raise AssertionError(
+            f"joiner did not drain within {timeout_s} s\n{cluster.logs()}") from None
 
 
 def read_all(kafka: KafkaSettings, topic: str, settle_s: float = 1.0) -> list[bytes]:

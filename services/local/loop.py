@@ -18,18 +18,18 @@ Example:
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess  # noqa: S404 - starting our own processes is the point
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 from config.settings import KafkaSettings
+from services.local.wait import stop_process
 
 
 def free_port() -> int:
@@ -83,38 +83,18 @@ def register_champion(redis_url: str, prefix: str, signing_key: str, model: Any,
     from pydantic import SecretStr
 
     from config.settings import RegistrySettings, load
-    from models.registry import ModelRecord
-    from services.registry.redis import RedisRegistry
+    from services.registry import RedisRegistry, register_and_promote
 
     client = redis.Redis.from_url(redis_url, socket_timeout=30.0)
     try:
         cfg = load(RegistrySettings).model_copy(
             update={"prefix": prefix, "signing_key": SecretStr(signing_key)})
-        registry = RedisRegistry(client, cfg)
-        blob = model.save()
-        version = registry.next_version(None, "manual")
-        registry.put(ModelRecord.for_model(model, blob, version=version, parent=None,
-                                           mode="manual", created_at=int(time.time() * 1000)),
-                     blob)
-        registry.promote(version, reason, expected=None)
-        return str(version)
+        record = register_and_promote(RedisRegistry(client, cfg), model, reason=reason,
+                                      parent=None, mode="manual",
+                                      now_ms=int(time.time() * 1000), expected=None)
+        return record.version
     finally:
         client.close()
-
-
-def wait_for(condition: Callable[[], Any], timeout_s: float, what: str,
-             on_timeout: Callable[[], str] = lambda: "") -> Any:
-    """Poll ``condition`` until it returns something truthy; ``TimeoutError`` after
-    ``timeout_s`` naming ``what`` (plus ``on_timeout()``, e.g. the processes' logs)."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout_s} s waiting for {what}\n"
-                               f"{on_timeout()}")
-        time.sleep(0.2)
 
 
 @dataclass
@@ -198,18 +178,9 @@ class LocalLoop:
             raise RuntimeError(f"{', '.join(dead)} exited\n{self.logs()}")
 
     def stop(self) -> None:
-        """SIGTERM every process group, SIGKILL those still there after 20 s."""
-        for proc in self.procs.values():
-            _signal_group(proc, signal.SIGTERM)
-        deadline = time.monotonic() + 20
-        for proc in self.procs.values():
-            try:
-                proc.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                pass
-            # The group too: a child (the joiner's worker) may outlive its parent.
-            _signal_group(proc, signal.SIGKILL)
-            proc.wait(10)
+        """SIGTERM every process group, SIGKILL the groups after 20 s at most (a child, the
+        joiner's worker, may outlive its parent)."""
+        stop_process(*self.procs.values(), timeout_s=20, group=True)
         self.procs.clear()
         for log in self._logs:
             log.close()
@@ -234,10 +205,3 @@ def delete_topics(bootstrap: str, names: Iterable[str]) -> None:
             future.result(timeout=30)
         except KafkaException:
             pass  # never created (e.g. a worker that did not get that far)
-
-
-def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
-    try:
-        os.killpg(proc.pid, sig)  # its own session: the group id is its pid
-    except ProcessLookupError:
-        pass

@@ -9,11 +9,9 @@ dashboard picture (``python -m services.ops.render --record``).
 from __future__ import annotations
 
 import shutil
-import signal
 import socket
 import subprocess  # noqa: S404 - running Prometheus is the point
 import tempfile
-import time
 import urllib.request
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -23,13 +21,15 @@ from typing import Any, Final
 import yaml
 
 from config import PROMETHEUS_DIR
+from services.errors import ServicesError
+from services.local.wait import stop_process, wait_for
 
 PROM_CONFIG: Final = PROMETHEUS_DIR
 JOBS: Final = {"serving": "streamlearn-serving", "joiner": "streamlearn-joiner",
                "trainer": "streamlearn-trainer"}
 
 
-class PrometheusError(Exception):
+class PrometheusError(ServicesError):
     """The binary is missing, or the server did not become ready."""
 
 
@@ -90,20 +90,27 @@ def local_prometheus(ports: Mapping[str, int], interval_s: float = 1.0,
             )
             url = f"http://127.0.0.1:{port}"
             try:
-                deadline = time.monotonic() + ready_timeout_s
-                while not _ready(url):
-                    if proc.poll() is not None or time.monotonic() > deadline:
-                        raise PrometheusError(f"Prometheus did not get ready:\n"
-                                              f"{log_path.read_text(errors='replace')[-3000:]}")
-                    time.sleep(0.2)
+                _wait_ready(proc, url, log_path, ready_timeout_s)
                 yield url
             finally:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(15)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(5)
+                stop_process(proc, timeout_s=15)
+
+
+def _wait_ready(proc: subprocess.Popen[bytes], url: str, log_path: Path,
+                timeout_s: float) -> None:
+    def failed() -> PrometheusError:
+        return PrometheusError(f"Prometheus did not get ready:\n"
+                               f"{log_path.read_text(errors='replace')[-3000:]}")
+
+    def ready() -> bool:
+        if proc.poll() is not None:
+            raise failed()
+        return _ready(url)
+
+    try:
+        wait_for(ready, timeout_s, "Prometheus to get ready", interval_s=0.2)
+    except TimeoutError:
+        raise failed() from None
 
 
 def _ready(url: str) -> bool:

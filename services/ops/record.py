@@ -21,7 +21,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from config.settings import KafkaSettings, RedisSettings, load
-from services.local.loop import LocalLoop, delete_prefix, delete_topics, wait_for
+from services.local.loop import LocalLoop, delete_prefix, delete_topics
+from services.local.wait import wait_for
 from services.ops.prometheus import local_prometheus
 from services.ops.render import print_drawn, render
 

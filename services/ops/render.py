@@ -24,6 +24,7 @@ from typing import Any, Final
 import httpx
 
 from config import GRAFANA_DASHBOARD
+from services.errors import ServicesError
 
 DASHBOARD: Final = GRAFANA_DASHBOARD
 # The panels of the README picture: traffic, latency, which model answers, labels, quality.
@@ -40,7 +41,7 @@ KEY_PANELS: Final = (
 _LEGEND_LABEL = re.compile(r"\{\{\s*(\w+)\s*\}\}")
 
 
-class RenderError(Exception):
+class RenderError(ServicesError):
     """Prometheus refused a query, or a panel named is not on the dashboard."""
 
 

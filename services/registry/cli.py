@@ -27,7 +27,6 @@ if TYPE_CHECKING:
 
 Command = Callable[[argparse.Namespace], int]
 
-console = Console(highlight=False)
 _STATUS_COLOUR = {"champion": "green", "rejected": "red", "retired": "dim", "candidate": "yellow"}
 
 
@@ -52,7 +51,7 @@ def _refusals_exit_1(command: Command) -> Command:
         try:
             return command(args)
         except RegistryError as err:
-            console.print(f"[red]registry error:[/] {err}")
+            Console(highlight=False).print(f"[red]registry error:[/] {err}")
             return 1
 
     return run
@@ -83,6 +82,7 @@ def _status(record: ModelRecord) -> str:
 
 @_refusals_exit_1
 def cmd_models_list(args: argparse.Namespace) -> int:
+    console = Console(highlight=False)
     registry = _registry()
     records = registry.list()
     if not records:
@@ -102,6 +102,7 @@ def cmd_models_list(args: argparse.Namespace) -> int:
 
 @_refusals_exit_1
 def cmd_models_show(args: argparse.Namespace) -> int:
+    console = Console(highlight=False)
     registry = _registry()
     r = registry.get(args.version)
     about = Table.grid(padding=(0, 2))
@@ -133,6 +134,7 @@ def cmd_models_show(args: argparse.Namespace) -> int:
 
 @_refusals_exit_1
 def cmd_models_promote(args: argparse.Namespace) -> int:
+    console = Console(highlight=False)
     registry = _registry()
     before = registry.champion_version()
     record = registry.promote(args.version, args.reason, force=args.force)
@@ -145,6 +147,7 @@ def cmd_models_promote(args: argparse.Namespace) -> int:
 
 @_refusals_exit_1
 def cmd_models_rollback(args: argparse.Namespace) -> int:
+    console = Console(highlight=False)
     registry = _registry()
     before = registry.champion_version()
     record = registry.rollback(args.reason)
@@ -153,6 +156,7 @@ def cmd_models_rollback(args: argparse.Namespace) -> int:
 
 
 def cmd_models_refresh_sanity(args: argparse.Namespace) -> int:
+    console = Console(highlight=False)
     at = _registry().request_sanity_refresh()
     console.print(f"[green]✔[/] sanity-set refresh requested at {_when(at)} UTC: the trainer "
                   "freezes a new one from the examples it sees next")

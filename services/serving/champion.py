@@ -21,10 +21,9 @@ from typing import Final
 
 import redis
 
-from models.errors import ChampionChangedError, RegistryError, VersionExistsError
+from models.errors import RegistryError
 from models.learners.base import Model
-from models.registry import ModelRecord, next_version
-from services.registry.redis import RedisRegistry
+from services.registry import RedisRegistry, ensure_champion
 from services.serving.metrics import ServingMetrics
 from services.serving.scoring import Champion
 
@@ -53,68 +52,6 @@ class ChampionHolder:
         previous = self._current
         self._current = champion
         self._metrics.serve_version(champion.version, previous.version if previous else None)
-
-
-def ensure_champion(
-    registry: RedisRegistry, build: Callable[[], Model], *, reason: str = COLD_START_REASON
-) -> str:
-    """The champion's version, registering and promoting a cold-start model if there is none.
-
-    Safe to run concurrently with another process doing the same (the trainer cold-starts
-    too): the version is registered at most once (``put`` refuses an existing name) and
-    promoted only while there is still no champion (compare-and-set ``expected=None``). The
-    loser of either race simply adopts the winner's champion.
-
-    Args:
-        registry: The model registry.
-        build: Makes the untrained cold-start model (only called when one must be registered).
-        reason: Kept in the champion history.
-
-    Returns:
-        The champion's version afterwards.
-
-    Raises:
-        RegistryError: The registry refused (e.g. Redis unreachable surfaces as RedisError).
-    """
-    current = registry.champion_version()
-    if current is not None:
-        return current
-    first = next_version(None, "cold_start", line=registry.cfg.line)
-    try:
-        return _register_and_promote(registry, build, first, reason)
-    except ChampionChangedError:
-        pass
-    except RegistryError as exc:
-        # v1.0 exists but cannot become champion (rejected, pruned): cold-start a new major.
-        log.warning("cannot promote %s as the cold-start champion (%s)", first, exc)
-        if registry.champion_version() is None:
-            fresh = registry.next_version(None, "cold_start")
-            try:
-                return _register_and_promote(registry, build, fresh, reason)
-            except ChampionChangedError:
-                pass
-    version = registry.champion_version()
-    if version is None:
-        raise RegistryError("no champion after the cold start")
-    return version
-
-
-def _register_and_promote(
-    registry: RedisRegistry, build: Callable[[], Model], version: str, reason: str
-) -> str:
-    if not registry.has_version(version):
-        model = build()
-        blob = model.save()
-        record = ModelRecord.for_model(model, blob, version=version, parent=None,
-                                       mode="cold_start", created_at=int(time.time() * 1000))
-        try:
-            registry.put(record, blob)
-            log.info("registered the cold-start model as %s", version)
-        except VersionExistsError:
-            log.info("%s was registered meanwhile by another process; promoting that", version)
-    registry.promote(version, reason, expected=None)
-    log.info("promoted %s as the first champion", version)
-    return version
 
 
 class ChampionWatcher:
@@ -172,7 +109,7 @@ class ChampionWatcher:
             current = self.holder.current
             version = self.registry.champion_version()
             if version is None and current is None:
-                version = ensure_champion(self.registry, self._build)
+                version = ensure_champion(self.registry, self._build, reason=COLD_START_REASON)
             if version is None or (current is not None and version == current.version):
                 return current
             if version == self._refused and not announced:

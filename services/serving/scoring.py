@@ -28,6 +28,7 @@ import numpy as np
 import orjson
 
 from models.learners.base import Model
+from services.errors import ServicesError
 from services.serving.schemas import PredictRequest
 from streams.schemas import MAX_FEATURES, Event, FeatureValue, TimeBounds, encode, parse_event
 
@@ -61,7 +62,7 @@ class Scored:
     scores: np.ndarray
 
 
-class FeatureLimitError(ValueError):
+class FeatureLimitError(ServicesError, ValueError):
     """A candidate's merged features exceed what a ``predictions`` message may carry."""
 
     def __init__(self, index: int, count: int) -> None:

@@ -20,8 +20,6 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-console = Console(highlight=False)
-
 
 def add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scenario", required=True,
@@ -73,6 +71,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from services.simulator import Behaviour, SimulatorError, build
     from services.simulator.driver import ROW_FIELDS, Driver
 
+    console = Console(highlight=False)
     try:
         scenario = build(args.scenario, args.seed, **_knobs(args.knob))
         behaviour = Behaviour(k=args.top_k, epsilon=args.epsilon)
@@ -134,7 +133,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     finally:
         http.close()
     summary = _summary(driver, champion)
-    _print_summary(summary)
+    _print_summary(summary, console)
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
         with open(args.out / "timeseries.csv", "w", newline="") as fh:
@@ -143,16 +142,20 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             writer.writerows(driver.rows)
         (args.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         console.print(f"wrote {args.out / 'timeseries.csv'} and {args.out / 'summary.json'}")
-        return cmd_report(argparse.Namespace(dir=args.out))
+        return _report(args.out, console)
     return 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     """`streamlearn report DIR`: report.md + PNG plots from a simulate --out directory."""
+    return _report(args.dir, Console(highlight=False))
+
+
+def _report(out: Path, console: Console) -> int:
     from services.simulator.report import ReportError, write_report
 
     try:
-        console.print(f"wrote {write_report(args.dir)}")
+        console.print(f"wrote {write_report(out)}")
     except ReportError as err:
         console.print(f"[red]report error:[/] {err}")
         return 1
@@ -179,7 +182,7 @@ def _summary(driver: Any, frozen_version: str) -> dict[str, Any]:
     }
 
 
-def _print_summary(s: dict[str, Any]) -> None:
+def _print_summary(s: dict[str, Any], console: Console) -> None:
     table = Table("figure", "value", title=f"simulation summary: {s['scenario']}")
     rows = [
         ("requests / predictions", f"{s['requests']} / {s['predictions']}"),
@@ -226,6 +229,7 @@ def cmd_freshness(args: argparse.Namespace) -> int:
     from services.simulator import SimulatorError, build
     from services.simulator.freshness import freshness, plot
 
+    console = Console(highlight=False)
     try:
         lags = sorted({int(x) for x in args.lags.split(",") if x.strip()})
         if not lags or min(lags) < 0 or args.window < 1 or args.evaluate < 1:

@@ -38,12 +38,14 @@ from typing import Any
 
 import numpy as np
 
+from services.errors import ServicesError
+
 DEVICES = ("mobile", "desktop", "tablet")
 CATEGORIES = ("shoes", "books", "toys", "garden", "music", "games", "beauty", "sports")
 _P_MIN, _P_MAX = 1e-6, 1.0 - 1e-6  # the truth stays strictly inside (0, 1)
 
 
-class SimulatorError(ValueError):
+class SimulatorError(ServicesError, ValueError):
     """A simulator configuration or scenario that cannot be built."""
 
 

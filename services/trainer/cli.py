@@ -36,8 +36,6 @@ from config.settings import (
 if TYPE_CHECKING:
     from streams.schemas import Example
 
-console = Console(highlight=False)
-
 
 def add_train_arguments(train: argparse.ArgumentParser, retrain: argparse.ArgumentParser) -> None:
     """The options of ``train`` and ``retrain``."""
@@ -65,6 +63,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from services.trainer.store import StateStore
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    console = Console(highlight=False)
     overrides: dict[str, Any] = {"mode": args.mode} if args.mode else {}
     if args.metrics_port is not None:
         overrides["metrics_port"] = args.metrics_port
@@ -100,9 +99,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_retrain(args: argparse.Namespace) -> int:
     from models.gate.decision import PairedLosses, decide
     from models.training.policies import train_from_scratch
-    from services.registry.redis import connect
-    from services.trainer.service import gate_config, new_model
+    from services.registry import connect, register
+    from services.trainer.build import gate_config, new_model
 
+    console = Console(highlight=False)
     cfg = load(TrainerSettings)
     kafka = load(KafkaSettings)
     registry = connect(load(RedisSettings), load(RegistrySettings))
@@ -135,20 +135,18 @@ def cmd_retrain(args: argparse.Namespace) -> int:
         decision = decide(fresh, None, gate_config(load(GateSettings)))
         console.print(f"gate on {len(holdout)} held-out examples: {decision.outcome} — "
                       f"{decision.reason}")
-    from models.registry import ModelRecord
-
-    blob = model.save()
-    version = registry.next_version(champion_version, "manual")
-    record = ModelRecord.for_model(model, blob, version=version, parent=champion_version,
-                                   mode="manual", created_at=int(time.time() * 1000))
-    registry.put(record, blob)
-    if decision is not None:
-        registry.record_decision(version, decision)
+    promote = args.promote or champion_version is None or (
+        decision is not None and decision.outcome == "promote")
+    rejected = not promote and decision is not None and decision.outcome == "reject"
+    # A rejection records its decision with the status change (``reject``), not twice.
+    version = register(registry, model, parent=champion_version, mode="manual",
+                       now_ms=int(time.time() * 1000),
+                       decision=None if rejected else decision).version
     console.print(f"registered [bold]{version}[/] (manual, from scratch)")
-    if args.promote or champion_version is None or (decision and decision.outcome == "promote"):
+    if promote:
         registry.promote(version, "manual retrain from scratch", force=True)
         console.print(f"[green]✔[/] champion: {champion_version or 'none'} → {version}")
-    elif decision is not None and decision.outcome == "reject":
+    elif rejected and decision is not None:
         registry.reject(version, decision)
         console.print(f"[red]rejected[/] {version}; champion stays {champion_version}")
     return 0

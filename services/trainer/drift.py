@@ -2,8 +2,8 @@
 
 What it watches (``DriftSettings``): per-feature drift of the configured features against the
 reference window (PSI, and KS for numeric ones), the served scores' distribution, log loss and
-CTR per slice of one low-cardinality feature, and — unless triggered mode's drift trigger
-already does it — concept drift on the champion's per-example loss (ADWIN or Page-Hinkley).
+CTR per slice of one low-cardinality feature. Concept drift on the champion's loss is the decision
+loop's (``models.training.loop``: it acts on it); its alarms reach ``alarm`` from the service.
 Alarms are counted (``streamlearn_drift_alarms_total{detector}``) and printed with their reason.
 
 The reference window is the first ``drift.reference_size`` examples this process sees: a
@@ -20,7 +20,6 @@ from rich.console import Console
 from config.settings import DriftSettings
 from models.drift import (
     FeatureDriftMonitor,
-    LossDriftDetector,
     ScoreDriftMonitor,
     SliceMonitor,
 )
@@ -32,15 +31,13 @@ from streams.schemas import Example
 class DriftWatch:
     """Feeds the monitors and exports what they say; one per trainer process."""
 
-    def __init__(self, cfg: DriftSettings, metrics: TrainerMetrics, console: Console, *,
-                 loss_detector: bool = True) -> None:
+    def __init__(self, cfg: DriftSettings, metrics: TrainerMetrics, console: Console) -> None:
         """Build the monitors ``cfg`` switches on.
 
         Args:
             cfg: What to watch.
             metrics: Where the figures go.
             console: Where alarms are printed.
-            loss_detector: Run ``cfg.loss_detector`` (False when a drift trigger runs one).
         """
         self.cfg, self.metrics, self.console = cfg, metrics, console
         self.features = FeatureDriftMonitor(
@@ -51,20 +48,14 @@ class DriftWatch:
                                         bins=cfg.bins) if cfg.score_drift else None
         self.slices = SliceMonitor(cfg.slice_feature, max_slices=cfg.max_slices,
                                    window=cfg.slice_window) if cfg.slice_feature else None
-        self.detector = (LossDriftDetector(cfg.loss_detector)
-                         if loss_detector and cfg.loss_detector != "none" else None)
         self._above: set[str] = set()  # PSI alarms count rising edges, not every batch above
         self._since_report = 0
         self.alarms: list[str] = []  # reasons, most recent last (bounded)
 
-    def observe(self, examples: Sequence[Example], result: StepResult) -> bool:
-        """One scored micro-batch: ``examples`` in the order of ``result``'s arrays.
-
-        Returns:
-            True when the loss detector raised a concept-drift alarm on it.
-        """
+    def observe(self, examples: Sequence[Example], result: StepResult) -> None:
+        """One scored micro-batch: ``examples`` in the order of ``result``'s arrays."""
         if not examples:
-            return False
+            return
         m = self.metrics
         self._since_report += len(examples)
         report = self._since_report >= self.cfg.report_every_examples
@@ -94,16 +85,9 @@ class DriftWatch:
                 m.slice_logloss.labels(feature=feature, value=value).set(f.log_loss)
                 m.slice_ctr.labels(feature=feature, value=value).set(f.ctr)
                 m.slice_predicted_ctr.labels(feature=feature, value=value).set(f.predicted_ctr)
-        if self.detector is not None:
-            alarm = self.detector.update(result.champion_losses,
-                                         result.labels - result.champion_scores)
-            if alarm is not None:
-                self.alarm(alarm.detector, alarm.reason)
-                return True
-        return False
 
     def alarm(self, detector: str, reason: str) -> None:
-        """Count and print one alarm (also used for the drift trigger's firings)."""
+        """Count and print one alarm (the loop's concept-drift alarms come through here)."""
         self.metrics.drift_alarms[detector].inc()
         self.alarms = [*self.alarms[-99:], reason]
         self.console.print(f"[red]drift alarm[/] ({detector}): {reason}")
@@ -115,8 +99,3 @@ class DriftWatch:
                                  "the reference window")
         elif value <= self.cfg.psi_alarm:
             self._above.discard(what)
-
-    def new_champion(self) -> None:
-        """The loss stream is another model's now: the loss detector starts over."""
-        if self.detector is not None:
-            self.detector.reset()

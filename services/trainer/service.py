@@ -2,17 +2,19 @@
 
 One loop, one thread::
 
-    consume examples (read_committed) → decode (bad ones → DLQ) → MicroBatcher
-      → SeenIds (drop redelivered prediction_ids) → policy.process (test-then-train)
-      → DriftWatch (feature/score/slice/loss drift metrics, ``services.trainer.drift``)
-      → Evaluation → every gate_every_examples (triggered mode: when the policy says the
-        gate is due, ``models.triggers``): models.gate.decision.decide → registry
+    consume examples (read_committed) → decode (bad ones → DLQ) → CohortBuffer → MicroBatcher
+      → SeenIds (drop redelivered prediction_ids)
+      → Learner.step (``models.training.loop``: guard → policy → evaluation → drift alarm →
+        sanity set → gate) → Outcome
+      → apply the outcome: registry (register, promote or reject), metrics, DriftWatch
+        (feature/score/slice monitors, ``services.trainer.drift``), console
       → every checkpoint_interval_ms: Checkpoint to Redis, *then* commit offsets to Kafka
 
-The checkpoint is the batch outcome made durable; a restart resumes from its offsets with its
-challenger and dedup ids, so each example changes the durable challenger exactly once.
-The learning itself lives in ``models`` (training, policies, gate); state encoding in
-``services.trainer.state``; Redis persistence in ``services.trainer.store``.
+Every decision is the ``Learner``'s, the same class ``bench quality`` drives (built from the
+same settings by ``services.trainer.build``); this shell only applies its outcomes. The
+checkpoint is the batch outcome made durable; a restart resumes from its offsets with its
+challenger and dedup ids, so each example changes the durable challenger exactly once. State
+encoding lives in ``services.trainer.state``; Redis persistence in ``services.trainer.store``.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any, cast
 
 from confluent_kafka import (
@@ -44,97 +46,36 @@ from config.settings import (
     TrainerSettings,
     TriggerSettings,
 )
-from models.errors import ArtifactError, BatchError, ChampionChangedError, VersionExistsError
-from models.evaluation.metrics import auc
-from models.gate.decision import GateConfig, GateDecision, PairedLosses, decide
+from models.errors import ArtifactError, BatchError, ChampionChangedError
+from models.gate.decision import GateDecision
 from models.learners.base import Model, load_model
-from models.learners.factory import build_model
 from models.registry import Lineage, Mode, ModelRecord
-from models.training.batching import ClickGuard, CohortBuffer, MicroBatcher, SeenIds
-from models.training.policies import StatefulPolicy, StatelessPolicy, TrainingPolicy
-from models.training.replay import Reservoir
-from models.training.step import Evaluation, StepResult, paired_on
+from models.training.batching import CohortBuffer, MicroBatcher, SeenIds
+from models.training.loop import Learner, Outcome
+from models.training.policies import TrainingPolicy
+from models.training.step import Evaluation, Labeled
 from models.training.triggered import TriggeredPolicy
-from models.triggers import Triggers
+from services.registry.base import ensure_champion, register
 from services.registry.redis import RedisRegistry
+from services.trainer.build import build_learner, new_model
 from services.trainer.drift import DriftWatch
 from services.trainer.metrics import TrainerMetrics
-from services.trainer.state import Checkpoint, OffsetLedger, Totals, window_of
+from services.trainer.report import Report
+from services.trainer.state import (
+    Checkpoint,
+    OffsetLedger,
+    Received,
+    Totals,
+    durable_offsets,
+    policy_memory,
+    restore_memory,
+    window_of,
+)
 from services.trainer.store import StateStore
 from streams.dlq import DlqWriter
 from streams.schemas import DecodeError, Example, TimeBounds, decode_example
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class Received:
-    """An example and where it came from."""
-
-    example: Example
-    partition: int
-    offset: int
-
-    @property
-    def prediction_id(self) -> str:
-        return self.example.prediction_id
-
-    @property
-    def ts_prediction(self) -> int:
-        return self.example.ts_prediction
-
-    @property
-    def features(self) -> dict[str, Any]:
-        return self.example.features
-
-    @property
-    def label(self) -> int:
-        return self.example.label
-
-    @property
-    def ts_label(self) -> int:
-        return self.example.ts_label
-
-
-def new_model(cfg: TrainerSettings) -> Model:
-    """A fresh model as configured (cold start, stateless retrains)."""
-    return build_model(cfg.model, **cfg.model_hyperparams())
-
-
-def build_policy(
-    mode: str, champion: Model, cfg: TrainerSettings, challenger: Model | None = None,
-    triggers: TriggerSettings | None = None, min_evidence: int = 1_024,
-) -> TrainingPolicy:
-    """The configured ``StatefulPolicy``, ``StatelessPolicy`` or ``TriggeredPolicy``.
-
-    ``triggers`` (default ``TriggerSettings()``) and ``min_evidence`` (the gate's
-    ``min_examples``) are for triggered mode only.
-    """
-    if mode == "triggered":
-        t = triggers or TriggerSettings()
-        return TriggeredPolicy(
-            champion, Triggers.from_config(t.model_dump()), challenger=challenger,
-            min_evidence=min_evidence, buffer_max=t.buffer_max, per_user_cap=cfg.per_user_cap,
-            epochs=t.epochs, batch_size=cfg.batch_size, seed=cfg.seed,
-        )
-    if mode == "stateful":
-        return StatefulPolicy(
-            champion, challenger=challenger, per_user_cap=cfg.per_user_cap,
-            replay_ratio=cfg.replay_ratio, replay_capacity=cfg.replay_capacity, seed=cfg.seed,
-        )
-    return StatelessPolicy(
-        champion, cfg.model, cfg.model_hyperparams(), challenger=challenger,
-        window=cfg.stateless_window,
-        retrain_every_examples=cfg.stateless_retrain_examples or None,
-        retrain_every_ms=cfg.stateless_retrain_ms or None,
-        epochs=cfg.stateless_epochs, batch_size=cfg.batch_size,
-        per_user_cap=cfg.per_user_cap, seed=cfg.seed,
-    )
-
-
-def gate_config(gate: GateSettings) -> GateConfig:
-    """The pure gate's thresholds from settings (same field names)."""
-    return GateConfig(**gate.model_dump())
 
 
 class Trainer:
@@ -154,7 +95,8 @@ class Trainer:
         triggers: TriggerSettings | None = None,
         drift: DriftSettings | None = None,
     ) -> None:
-        self.kafka, self.cfg, self.gate = kafka, cfg, gate_config(gate)
+        self.kafka, self.cfg, self.gate_settings = kafka, cfg, gate
+        self.drift_cfg = drift or DriftSettings()
         self.triggers = triggers or TriggerSettings()
         self.bounds = TimeBounds(schema.max_past_ms, schema.max_future_ms)
         self.registry, self.store = registry, store
@@ -175,22 +117,14 @@ class Trainer:
         self.batcher: MicroBatcher[Received] = MicroBatcher(cfg.batch_size, cfg.max_wait_ms)
         # Whole cohorts, in prediction-time order (see CohortBuffer); the CLI resolves -1.
         self.cohorts: CohortBuffer[Received] = CohortBuffer(max(cfg.cohort_wait_ms, 0))
-        self.guard = (ClickGuard(cfg.guard_max_ctr, cfg.guard_min_labels)
-                      if cfg.guard_min_labels else None)
-        self.evaluation = Evaluation(max_examples=cfg.gate_window_max)
-        self.sanity: list[Example] = []
         self.seen = SeenIds(cfg.dedup_capacity)
         self.ledger = OffsetLedger()
         self.totals = Totals()
-        self.since_gate = 0
         self.champion_version = ""
-        self.champion: Model
-        self.policy: TrainingPolicy
+        self.learner: Learner  # the one decision loop, built by ``start``
         self.mode: TrainerMode = cfg.mode
-        # In triggered mode with a drift trigger, the trigger's detector is the loss alarm.
-        own_detector = not (self.mode == "triggered" and self.triggers.drift_detector != "none")
-        self.drift = DriftWatch(drift or DriftSettings(), self.metrics, self.console,
-                                loss_detector=own_detector)
+        self.drift = DriftWatch(self.drift_cfg, self.metrics, self.console)
+        self.report = Report(self.metrics, self.console, self.drift, cfg.sanity_size)
         self._trained_lineage: Lineage | None = None  # triggered: as of the last training
         self.last_decision: GateDecision | None = None
         self._dirty = False
@@ -200,16 +134,32 @@ class Trainer:
     def now_ms(self) -> int:
         return int(self.clock() * 1000)
 
+    # The loop's state, read by the shell, its tests and its checkpoint.
+    @property
+    def champion(self) -> Model:
+        return self.learner.champion
+
+    @property
+    def policy(self) -> TrainingPolicy:
+        return self.learner.policy
+
+    @property
+    def evaluation(self) -> Evaluation:
+        return self.learner.evaluation
+
+    @property
+    def sanity(self) -> list[Labeled]:
+        return self.learner.sanity
+
     # -- start -----------------------------------------------------------------------------
 
     def start(self, lock_wait_s: float | None = None) -> None:
         """Take the lease, load (or cold-start) the champion, restore state, assign partitions."""
         wait = lock_wait_s if lock_wait_s is not None else 2 * self.cfg.lock_ttl_ms / 1000
         self.store.acquire(self.owner, self.cfg.lock_ttl_ms, wait)
-        self.champion_version, self.champion = self._champion_or_cold_start()
+        self.champion_version, champion = self._champion_or_cold_start()
         self.metrics.champion.info({"version": self.champion_version})
-        checkpoint = self.store.load()
-        self._restore(checkpoint)
+        self._restore(self.store.load(), champion)
         metadata = self.consumer.list_topics(self.kafka.examples_topic, timeout=30)
         partitions = sorted(metadata.topics[self.kafka.examples_topic].partitions)
         stored = self.ledger.next_offsets
@@ -226,57 +176,35 @@ class Trainer:
         )
 
     def _champion_or_cold_start(self) -> tuple[str, Model]:
-        for _ in range(10):
-            version = self.registry.champion_version()
-            if version is not None:
-                return version, self.registry.load(version)
-            model = new_model(self.cfg)
-            try:
-                record = self._register(model, None, "cold_start", None)
-                self.registry.promote(record.version, "cold start: no champion yet",
-                                      expected=None)
-                self.console.print(f"[yellow]cold start[/]: registered and promoted "
-                                   f"{record.version} ({self.cfg.model}, untrained)")
-                return record.version, model
-            except (ChampionChangedError, VersionExistsError):
-                continue  # someone else (serving) cold-started at the same moment: use theirs
-        raise ChampionChangedError("could not settle on a champion after 10 attempts")
+        """The champion; with none yet, the configured model, untrained, registered and
+        promoted (``ensure_champion``: whichever of serving and the trainer comes first)."""
+        version = ensure_champion(self.registry, lambda: new_model(self.cfg),
+                                  reason="cold start: no champion yet")
+        return version, self.registry.load(version)
 
-    def _restore(self, cp: Checkpoint | None) -> None:
-        challenger = None
+    def _restore(self, cp: Checkpoint | None, champion: Model) -> None:
+        challenger, same = None, False
         if cp is not None:
-            self.ledger, self.totals, self.since_gate = cp.ledger, cp.totals, cp.since_gate
+            self.ledger, self.totals = cp.ledger, cp.totals
             self.seen = SeenIds.from_state(cp.seen, self.cfg.dedup_capacity)
-            self.sanity = cp.sanity[: self.cfg.sanity_size]
-            if cp.mode == self.mode and cp.champion == self.champion_version:
+            same = cp.mode == self.mode and cp.champion == self.champion_version
+            if same:
                 challenger = load_model(cp.challenger)  # signature verified by the store
-                if cp.evaluation is not None:
-                    self.evaluation.add(cp.evaluation)
             else:
-                self.since_gate = 0
                 self.ledger.reset_lineage()
-        self.policy = build_policy(self.mode, self.champion, self.cfg, challenger,
-                                   self.triggers, self.gate.min_examples)
-        if cp is not None and cp.mode == self.mode:
-            self._restore_memory(cp, challenger is not None)
+        self.learner = build_learner(self.cfg, self.gate_settings, champion=champion,
+                                     challenger=challenger, triggers=self.triggers,
+                                     drift=self.drift_cfg)
+        if cp is not None:
+            self.learner.sanity = list(cp.sanity[: self.cfg.sanity_size])
+            if same:
+                self.learner.since_gate = cp.since_gate
+                if cp.evaluation is not None:
+                    self.learner.evaluation.add(cp.evaluation)
+            if cp.mode == self.mode:
+                restore_memory(self.policy, cp, same, self.cfg.seed, self.cfg.replay_capacity)
         self.metrics.restored_examples.set(self.totals.trained)
         self.metrics.durable_examples.set(self.totals.trained)
-
-    def _restore_memory(self, cp: Checkpoint, same_challenger: bool) -> None:
-        if isinstance(self.policy, TriggeredPolicy):
-            self.policy.buffer.extend(cp.memory)
-            self.policy.load_state(cp.policy_state)
-            if not same_challenger:  # the champion changed meanwhile: a fresh replica
-                self.policy.evidence = None
-        elif isinstance(self.policy, StatelessPolicy):
-            self.policy.window.extend(cp.memory)
-        elif isinstance(self.policy, StatefulPolicy) and self.policy.reservoir is not None:
-            # Reseeded by how much it saw: a restart draws differently but stays reproducible.
-            seed = self.cfg.seed + cp.memory_seen
-            pool: Reservoir[Any] = Reservoir(self.cfg.replay_capacity, seed)
-            pool.add(cp.memory)
-            pool.seen = cp.memory_seen
-            self.policy.reservoir = pool
 
     # -- the loop --------------------------------------------------------------------------
 
@@ -341,36 +269,17 @@ class Trainer:
     def _on_batch(self, batch: list[Received]) -> None:
         now = self.now_ms()
         fresh, n_dup = self.seen.filter_new(batch, now)
-        if self.guard is not None:  # users whose click rate no human has: not learnt from
-            fresh, n_guarded = self.guard.filter(fresh)
-            self.metrics.examples["guarded"].inc(n_guarded)
         started = time.perf_counter()
         try:
-            result = self.policy.process(self.champion, [r.example for r in fresh], now)
+            outcome = self.learner.step([r.example for r in fresh], now)
         except BatchError:  # scoring refuses before anything learns: find the culprits
             fresh = self._drop_unlearnable(fresh)
-            result = self.policy.process(self.champion, [r.example for r in fresh], now)
+            outcome = self.learner.step([r.example for r in fresh], now)
         self.metrics.update_seconds.observe(time.perf_counter() - started)
-        fresh_ids = {id(r) for r in fresh}
-        for r in batch:  # duplicates and refused examples are done with too
-            self.ledger.consumed(r.partition, r.offset, trained=id(r) in fresh_ids)
-        self._account(result, len(fresh), n_dup)
-        concept_drift = self.drift.observe([r.example for r in fresh], result)
-        if isinstance(self.policy, TriggeredPolicy):
-            self._account_triggers(result, self.policy)
-            concept_drift = concept_drift or any(f.kind == "drift" for f in result.fired)
-        frozen = bool(self.sanity) and len(self.sanity) >= self.cfg.sanity_size
-        if not frozen:
-            self.sanity.extend(r.example for r in fresh[: self.cfg.sanity_size - len(self.sanity)])
-        if concept_drift and self.drift.cfg.refresh_sanity_on_alarm and frozen:
-            # The old behaviour is no longer what a challenger must keep. The new set starts
-            # with the next batch: this one may straddle the change. A set still filling is
-            # kept: it is made of examples after an earlier alarm (or of the first ones).
-            self.sanity = []
-            self._dirty = True
-            self.console.print(f"  sanity set refreshed: the next {self.cfg.sanity_size} "
-                               "examples form a new one")
-        self._maybe_gate(result)
+        kept = {id(e) for e in outcome.kept}
+        for r in batch:  # duplicates, guarded and refused examples are done with too
+            self.ledger.consumed(r.partition, r.offset, trained=id(r.example) in kept)
+        self._apply(outcome, n_dup)
 
     def _drop_unlearnable(self, fresh: list[Received]) -> list[Received]:
         """Route to the DLQ the examples a model refuses to encode (the decoder already
@@ -385,118 +294,65 @@ class Trainer:
                              None, r.prediction_id, code="batch")
         return kept
 
-    def _account(self, result: StepResult, n_fresh: int, n_dup: int) -> None:
-        self.evaluation.add(result)
-        if result.retrained:
-            self.evaluation.reset()  # a brand-new challenger: earlier figures describe another
-            self.since_gate = 0
-        self.since_gate += n_fresh
-        t = self.totals
-        self.totals = replace(t, batches=t.batches + 1, trained=t.trained + n_fresh,
-                              duplicates=t.duplicates + n_dup, capped=t.capped + result.n_capped)
-        m = self.metrics
-        m.batches.inc()
-        m.examples["trained"].inc(n_fresh)
-        m.examples["duplicate"].inc(n_dup)
-        m.examples["capped"].inc(result.n_capped)
-        m.examples["replayed"].inc(result.n_replayed)
-        if result.n_trained:
-            m.train_loss.set(result.train_loss)
+    # -- applying the loop's outcome -------------------------------------------------------
+
+    def _apply(self, outcome: Outcome, n_dup: int) -> None:
+        """Registry, checkpoint and report for one ``Learner.step``; decides nothing."""
+        result, t = outcome.result, self.totals
+        self.totals = replace(t, batches=t.batches + 1, trained=t.trained + len(outcome.kept),
+                              duplicates=t.duplicates + n_dup, capped=t.capped + result.n_capped,
+                              decisions=t.decisions + (outcome.decision is not None))
         self._dirty = True
-
-    def _account_triggers(self, result: StepResult, policy: TriggeredPolicy) -> None:
-        for firing in result.fired:
-            self.metrics.trigger_firings[firing.kind].inc()
-            self.console.print(f"[magenta]trigger[/] {firing.kind}: {firing.reason}")
-            if firing.kind == "drift" and self.triggers.drift_detector != "none":
-                self.drift.alarm(self.triggers.drift_detector, firing.reason)
-        if policy.held and result.fired and not result.retrained:
-            self.console.print(f"  held until the gate has judged the last training "
-                               f"({len(policy.buffer)} examples buffered)")
-        if result.retrained:
-            self.metrics.trigger_trainings.inc()
+        self.report.batch(outcome, n_dup, self.policy)
+        if result.retrained and self.mode == "triggered":
             self._trained_lineage = self.ledger.lineage(self.kafka.examples_topic)
-            self.console.print(f"  challenger learnt {result.n_trained} buffered examples; the "
-                               f"gate asks after {policy.min_evidence} fresh ones")
-        self.metrics.trigger_buffer.set(len(policy.buffer))
-
-    # -- the gate --------------------------------------------------------------------------
-
-    def _maybe_gate(self, result: StepResult) -> None:
-        if self.mode == "triggered":
-            if not result.gate_due or not self.evaluation.n:
-                return
-        elif self.since_gate < self.cfg.gate_every_examples or not self.evaluation.n:
+        decision, judged = outcome.decision, outcome.judged
+        if decision is None or judged is None:
             return
-        self.since_gate = 0
-        fresh = self.evaluation.paired()
-        decision = decide(fresh, self._sanity_pairs(), self.gate)
         self.last_decision = decision
-        self.totals = replace(self.totals, decisions=self.totals.decisions + 1)
-        self._report_prequential(fresh)  # before the count: a scrape sees both or neither
-        self.metrics.decision(decision.outcome, decision.rule)
-        colour = {"promote": "green", "reject": "red"}.get(decision.outcome, "yellow")
-        self.console.print(f"gate: [{colour}]{decision.outcome}[/] — {decision.reason}")
+        self.report.decision(self.champion_version, outcome)
         if decision.outcome == "keep_training":
             return
-        challenger = self.policy.challenger
         # A rejection records its decision with the status change (``reject``); recording it
         # at registration too listed it twice in the registry's decisions.
-        record = self._register(challenger, self.champion_version, self.policy.mode,
+        record = self._register(judged, self.champion_version, self.policy.mode,
                                 decision if decision.outcome == "promote" else None,
                                 self._trained_lineage if self.mode == "triggered" else None)
         if decision.outcome == "promote":
             try:
                 self.registry.promote(record.version, decision.reason,
                                       expected=self.champion_version)
-                self._switch_champion(record.version, challenger)
+                self._switch_champion(record.version, judged, adopted=True)
                 self.console.print(f"[green]✔ promoted[/] {record.version}")
             except ChampionChangedError as exc:
                 self.console.print(f"[yellow]not promoted[/]: {exc}")
                 self._check_champion(force=True)
         else:
             self.registry.reject(record.version, decision)
-            self.policy.on_new_champion(self.champion)  # discard: start over from the champion
             self._new_challenger()
         self.checkpoint()  # the registry moved: make the matching state durable at once
-
-    def _sanity_pairs(self) -> PairedLosses | None:
-        return paired_on(self.sanity, self.champion, self.policy.challenger)
 
     def _register(self, model: Model, parent: str | None, mode: Mode,
                   decision: GateDecision | None, lineage: Lineage | None = None) -> ModelRecord:
         """Put ``model`` in the registry; ``lineage`` defaults to what the ledger says the
         challenger learnt (triggered mode passes it as of its last training: the examples
         scored since are evidence, not training data)."""
-        blob = model.save()
-        for _ in range(10):
-            version = self.registry.next_version(parent, mode)
-            record = ModelRecord.for_model(
-                model, blob, version=version, parent=parent, mode=mode, created_at=self.now_ms(),
-                lineage=lineage or self.ledger.lineage(self.kafka.examples_topic),
-            )
-            try:
-                self.registry.put(record, blob)
-            except VersionExistsError:
-                continue
-            if decision is not None:
-                self.registry.record_decision(version, decision)
-            return record
-        raise VersionExistsError("could not allocate a version name after 10 attempts")
+        return register(self.registry, model, parent=parent, mode=mode, now_ms=self.now_ms(),
+                        lineage=lineage or self.ledger.lineage(self.kafka.examples_topic),
+                        decision=decision)
 
-    def _switch_champion(self, version: str, model: Model) -> None:
-        self.champion_version, self.champion = version, model
-        self.policy.on_new_champion(model)
-        self.drift.new_champion()
+    def _switch_champion(self, version: str, model: Model, adopted: bool = False) -> None:
+        """``version`` serves now; ``adopted``: the loop already made it its champion."""
+        self.champion_version = version
+        if not adopted:
+            self.learner.adopt(model)
         self.metrics.champion.info({"version": version})
         self.metrics.forget_versions(version)
         self._new_challenger()
 
     def _new_challenger(self) -> None:
-        self.evaluation.reset()
         self.ledger.reset_lineage()
         self._trained_lineage = None
-        self.since_gate = 0
         self._dirty = True
 
     def _check_champion(self, force: bool = False) -> None:
@@ -523,20 +379,12 @@ class Trainer:
         at = self.registry.sanity_refresh_requested()
         if at is None:
             return
-        self.sanity = []
+        self.learner.refresh_sanity()
         self._dirty = True
         self.checkpoint()
         self.registry.clear_sanity_refresh(at)
         self.console.print(f"sanity set refreshed (request of {at}): the next "
                            f"{self.cfg.sanity_size} examples form the new one")
-
-    def _report_prequential(self, fresh: PairedLosses) -> None:
-        m = self.metrics
-        m.prequential(self.champion_version, "champion", float(fresh.champion_losses.mean()),
-                      _safe_auc(fresh.labels, fresh.champion_scores))
-        m.prequential(self.champion_version, "challenger",
-                      float(fresh.challenger_losses.mean()),
-                      _safe_auc(fresh.labels, fresh.challenger_scores))
 
     # -- durability ------------------------------------------------------------------------
 
@@ -551,12 +399,13 @@ class Trainer:
             return
         started = time.perf_counter()
         self.producer.flush(30)  # DLQ records are durable before their offsets are passed
-        memory, memory_seen = self._memory()
+        memory, memory_seen = policy_memory(self.policy)
         self.store.save(Checkpoint(
             mode=self.mode, champion=self.champion_version,
             challenger=self.policy.challenger.save(), ledger=self._durable_ledger(),
-            seen=self.seen.to_state(), totals=self.totals, since_gate=self.since_gate,
-            evaluation=window_of(self.evaluation), sanity=self.sanity, memory=memory,
+            seen=self.seen.to_state(), totals=self.totals, since_gate=self.learner.since_gate,
+            evaluation=window_of(self.evaluation),
+            sanity=[cast(Example, e) for e in self.sanity], memory=memory,
             memory_seen=memory_seen, saved_at=self.now_ms(),
             policy_state=(self.policy.state() if isinstance(self.policy, TriggeredPolicy)
                           else {}),
@@ -576,13 +425,7 @@ class Trainer:
         self._update_lag()
 
     def _durable_offsets(self) -> dict[int, int]:
-        """Next offsets a restart may read from: not past an example still held for its
-        cohort (it is read again then; what was learnt after it is a duplicate by id)."""
-        offsets = dict(self.ledger.next_offsets)
-        for r in self.cohorts.held():
-            if r.offset < offsets.get(r.partition, r.offset + 1):
-                offsets[r.partition] = r.offset
-        return offsets
+        return durable_offsets(self.ledger.next_offsets, self.cohorts.held())
 
     def _durable_ledger(self) -> OffsetLedger:
         if not len(self.cohorts):
@@ -590,16 +433,6 @@ class Trainer:
         ledger = copy.copy(self.ledger)
         ledger.next_offsets = self._durable_offsets()
         return ledger
-
-    def _memory(self) -> tuple[list[Example], int]:
-        if isinstance(self.policy, TriggeredPolicy):
-            return [cast(Example, e) for e in self.policy.buffer], 0
-        if isinstance(self.policy, StatelessPolicy):
-            return [cast(Example, e) for e in self.policy.window], 0
-        if isinstance(self.policy, StatefulPolicy) and self.policy.reservoir is not None:
-            items = [cast(Example, e) for e in self.policy.reservoir.items]
-            return items, self.policy.reservoir.seen
-        return [], 0
 
     def _update_lag(self) -> None:
         for tp in self.consumer.assignment():
@@ -622,22 +455,10 @@ class Trainer:
         if now - self._last_log >= self.cfg.log_interval_s:
             rate = (self.totals.trained - self._logged_trained) / (now - self._last_log)
             self._last_log, self._logged_trained = now, self.totals.trained
-            ev = self.evaluation
-            losses = (f"challenger {ev.challenger_mean:.4f} vs champion {ev.champion_mean:.4f} "
-                      f"on {ev.n} fresh" if ev.n else "no fresh examples yet")
-            t = self.totals
-            self.console.print(
-                f"[dim]{time.strftime('%H:%M:%S')}[/] {t.trained} trained ({rate:,.0f}/s), "
-                f"{t.duplicates} dup, {t.invalid} invalid, {t.capped} capped; {losses}"
-            )
+            self.report.progress(self.totals, self.evaluation, rate)
 
     def close(self) -> None:
         """Flush the DLQ producer, leave the group's consumer, give the lease up."""
         self.producer.flush(10)
         self.consumer.close()
         self.store.release(self.owner)
-
-
-def _safe_auc(labels: Any, scores: Any) -> float:
-    area = auc(labels, scores)
-    return 0.5 if area != area else area  # NaN while only one class was seen

@@ -34,7 +34,11 @@ import numpy as np
 import orjson
 
 from models.registry import Lineage, OffsetRange
+from models.training.policies import StatefulPolicy, StatelessPolicy, TrainingPolicy
+from models.training.replay import Reservoir
 from models.training.step import Evaluation, StepResult
+from models.training.triggered import TriggeredPolicy
+from services.errors import ServicesError
 from streams.schemas import Example, parse_example
 
 STATE_FORMAT: Final = 1
@@ -43,7 +47,7 @@ _ARRAYS: Final = (
 )
 
 
-class StateError(Exception):
+class StateError(ServicesError):
     """A stored trainer state that cannot be read (corrupt, tampered or another format)."""
 
 
@@ -249,3 +253,79 @@ def window_of(evaluation: Evaluation) -> StepResult | None:
     p = evaluation.paired()
     return StepResult(p.champion_losses, p.challenger_losses, p.champion_scores,
                       p.challenger_scores, p.labels)
+
+
+def policy_memory(policy: TrainingPolicy) -> tuple[list[Example], int]:
+    """What a policy holds besides its challenger, for the checkpoint: the triggered policy's
+    buffer, the stateless window, or the stateful replay reservoir (with how much it saw)."""
+    if isinstance(policy, TriggeredPolicy):
+        return [e for e in policy.buffer if isinstance(e, Example)], 0
+    if isinstance(policy, StatelessPolicy):
+        return [e for e in policy.window if isinstance(e, Example)], 0
+    if isinstance(policy, StatefulPolicy) and policy.reservoir is not None:
+        items = [e for e in policy.reservoir.items if isinstance(e, Example)]
+        return items, policy.reservoir.seen
+    return [], 0
+
+
+def restore_memory(policy: TrainingPolicy, cp: Checkpoint, same_challenger: bool, seed: int,
+                   replay_capacity: int) -> None:
+    """Inverse of ``policy_memory`` on a policy of the checkpoint's mode."""
+    if isinstance(policy, TriggeredPolicy):
+        policy.buffer.extend(cp.memory)
+        policy.load_state(cp.policy_state)
+        if not same_challenger:  # the champion changed meanwhile: a fresh replica
+            policy.evidence = None
+    elif isinstance(policy, StatelessPolicy):
+        policy.window.extend(cp.memory)
+    elif isinstance(policy, StatefulPolicy) and policy.reservoir is not None:
+        # Reseeded by how much it saw: a restart draws differently but stays reproducible.
+        pool: Reservoir[Any] = Reservoir(replay_capacity, seed + cp.memory_seen)
+        pool.add(cp.memory)
+        pool.seen = cp.memory_seen
+        policy.reservoir = pool
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    """An example and where it came from."""
+
+    example: Example
+    partition: int
+    offset: int
+
+    @property
+    def prediction_id(self) -> str:
+        return self.example.prediction_id
+
+    @property
+    def ts_prediction(self) -> int:
+        return self.example.ts_prediction
+
+    @property
+    def features(self) -> dict[str, Any]:
+        return self.example.features
+
+    @property
+    def label(self) -> int:
+        return self.example.label
+
+    @property
+    def ts_label(self) -> int:
+        return self.example.ts_label
+
+
+def durable_offsets(next_offsets: Mapping[int, int], held: Iterable[Received]) -> dict[int, int]:
+    """Next offsets a restart may read from: not past an example still held for its cohort
+    (it is read again then; what was learnt after it is a duplicate by id).
+
+    Example:
+        >>> e = Example("p", 0, 1, 0, {}, "ctr-v1.0", "champion", 0.5)
+        >>> durable_offsets({0: 10, 1: 5}, [Received(e, 0, 7), Received(e, 0, 8)])
+        {0: 7, 1: 5}
+    """
+    offsets = dict(next_offsets)
+    for r in held:
+        if r.offset < offsets.get(r.partition, r.offset + 1):
+            offsets[r.partition] = r.offset
+    return offsets

@@ -19,6 +19,7 @@ from typing import Final
 import redis
 
 from models.registry import sign, verify
+from services.errors import ServicesError
 from services.trainer.state import Checkpoint, StateError
 
 # Extend the lease only if we still hold it; delete it only if it is ours.
@@ -32,7 +33,7 @@ return 0
 """
 
 
-class LockError(Exception):
+class LockError(ServicesError):
     """Another trainer holds (or took over) this group's state."""
 
 

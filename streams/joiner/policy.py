@@ -18,11 +18,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final, Literal
 
+from streams.errors import StreamsError
+
 LabelPolicy = Literal["impression_required", "all_served"]
 LABEL_POLICIES: Final = ("impression_required", "all_served")
 
 
-class JoinerError(Exception):
+class JoinerError(StreamsError):
     """Root of the joiner's errors: an invalid policy or an unreadable state record."""
 
 

@@ -21,7 +21,8 @@ from typing import Any
 import redis
 
 from config.settings import KafkaSettings, RegistrySettings
-from services.local.loop import LocalLoop, delete_topics, free_port, wait_for
+from services.local.loop import LocalLoop, delete_topics, free_port
+from services.local.wait import wait_for
 from services.registry.redis import RedisRegistry
 
 __all__ = ["LoopStack", "free_port", "wait_for"]

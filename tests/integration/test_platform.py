@@ -14,6 +14,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from config.settings import KafkaSettings, SchemaSettings
 from services.local.roundtrip import roundtrip
 from services.local.stack.manager import Stack
+from services.local.wait import wait_for
 from streams.dlq import DlqWriter
 from streams.schemas import DecodeError, decode_event
 from streams.topics import TopicError, ensure_topics, existing_topics
@@ -41,15 +42,6 @@ def consume_all(bootstrap: str, topic: str, expected: int, timeout_s: float = 20
     return got
 
 
-def wait_for(condition: Callable[[], bool], timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
-
-
 def test_topics_create_is_idempotent(make_topics: Callable[..., KafkaSettings],
                                      admin: AdminClient) -> None:
     settings = make_topics(partitions=3)
@@ -68,7 +60,8 @@ def test_partition_mismatch_on_the_cluster_is_an_error(
     admin.create_topics([NewTopic(settings.events_topic, num_partitions=5)])[
         settings.events_topic
     ].result(timeout=30)
-    assert wait_for(lambda: settings.events_topic in existing_topics(admin), 10)
+    wait_for(lambda: settings.events_topic in existing_topics(admin), 10,
+             f"{settings.events_topic} to be listed")
     with pytest.raises(TopicError, match="must share a partition count|exists with 5"):
         ensure_topics(admin, settings)
     assert settings.predictions_topic not in existing_topics(admin), "nothing may be created"

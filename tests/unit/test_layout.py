@@ -36,6 +36,9 @@ OVERSIZED: dict[str, str] = {
                                   "is a Lua-backed transaction",
     "models/registry.py": "records, versions, signing and champion changes of the registry",
     "bench/serving.py": "the load generator and the peer endpoint in one run",
+    "services/trainer/service.py": "the Kafka/Redis shell in one reading: lifecycle, intake, "
+                                   "applying outcomes, checkpoints (643 lines before the "
+                                   "loop, report and state moved out)",
     "tests/integration/services/serving/test_app.py": "the HTTP contract, one route per block",
     "tests/integration/services/trainer/test_service.py": "the trainer service end to end",
 }
@@ -126,8 +129,7 @@ def test_a_planted_import_against_the_direction_is_caught(tmp_path: Path, where:
     path = root / where
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(f"{line}\n")
-    assert import_violations(root) == [f"{where}: {line.split()[1]}"] or \
-        any(v.startswith(f"{where}: ") for v in import_violations(root))
+    assert any(v.startswith(f"{where}: ") for v in import_violations(root))
 
 
 def test_imports_along_the_direction_pass(tmp_path: Path) -> None:

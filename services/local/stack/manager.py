@@ -17,13 +17,8 @@ from confluent_kafka.admin import AdminClient
 from config.settings import KafkaSettings, RedisSettings, StackSettings
 from services.local.stack import kafka as kafka_mod
 from services.local.stack import redis as redis_mod
-from services.local.stack.process import (
-    ManagedProcess,
-    StackError,
-    pid_alive,
-    port_open,
-    wait_until,
-)
+from services.local.stack.process import ManagedProcess, StackError, port_open
+from services.local.wait import pid_alive, wait_for
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,7 +195,9 @@ class Stack:
                 raise StackError(f"{proc.name} exited during start; log:\n{proc.log_tail()}")
             return ready()
 
-        if not wait_until(ok, timeout, interval_s=0.1):
+        try:
+            wait_for(ok, timeout, f"{proc.name} to answer")
+        except TimeoutError:
             raise StackError(
                 f"{proc.name} did not answer within {timeout:.0f} s; log:\n{proc.log_tail()}"
-            )
+            ) from None

@@ -6,17 +6,18 @@ ours only when its command line also carries the stack's marker string.
 
 from __future__ import annotations
 
-import os
-import signal
 import socket
 import subprocess  # noqa: S404 - the stack's whole job is starting local servers
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from services.errors import ServicesError
+from services.local.wait import pid_alive, stop_process
 
-class StackError(Exception):
+
+class StackError(ServicesError):
     """The local stack could not be started, found or stopped; the message says why."""
 
 
@@ -76,17 +77,18 @@ class ManagedProcess:
 
         Returns:
             True when a running process was stopped, False when none was running.
+
+        Raises:
+            TimeoutError: the process outlived its SIGKILL (the PID file is removed anyway).
         """
         pid = pid if pid is not None else self.running_pid()
-        stopped = False
-        if pid is not None and pid_alive(pid):
-            os.kill(pid, signal.SIGTERM)
-            if not wait_until(lambda: not pid_alive(pid), timeout_s):
-                os.kill(pid, signal.SIGKILL)
-                wait_until(lambda: not pid_alive(pid), 10.0)
-            stopped = True
-        self.pidfile.unlink(missing_ok=True)
-        return stopped
+        try:
+            if pid is None or not pid_alive(pid):
+                return False
+            stop_process(pid, timeout_s=timeout_s)
+            return True
+        finally:
+            self.pidfile.unlink(missing_ok=True)
 
     def log_tail(self, lines: int = 20) -> str:
         """The last lines of the log, to show why a start failed."""
@@ -94,22 +96,6 @@ class ManagedProcess:
             return "\n".join(self.logfile.read_text(errors="replace").splitlines()[-lines:])
         except FileNotFoundError:
             return "(no log)"
-
-
-def pid_alive(pid: int) -> bool:
-    """True when ``pid`` exists and is not a zombie."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    # The state letter follows the parenthesised command name.
-    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
 
 
 def cmdline(pid: int) -> str:
@@ -127,16 +113,3 @@ def port_open(host: str, port: int, timeout_s: float = 0.5) -> bool:
             return True
     except OSError:
         return False
-
-
-def wait_until(
-    condition: Callable[[], bool], timeout_s: float, interval_s: float = 0.05
-) -> bool:
-    """Poll ``condition`` until it holds or ``timeout_s`` passes; returns whether it held."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        if condition():
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(interval_s)

@@ -8,10 +8,10 @@ import sys
 import orjson
 import pytest
 
-from bench.quality import QualityConfig, StageResult, run_stage, warm_champion
 from config.settings import GateSettings, TrainerSettings
 from services.local.stack.manager import Stack
 from services.simulator import WorldConfig, build
+from services.simulator.replay import QualityConfig, StageResult, run_stage, warm_champion
 
 
 def run_bench(name: str) -> dict:
@@ -85,6 +85,20 @@ def _frozen_stage(scenario: str, affinity: float) -> StageResult:
     settings, gate = TrainerSettings(), GateSettings()
     initial = warm_champion(built, world, cfg, settings)
     return run_stage("frozen", built, world, initial, cfg, settings, gate)
+
+
+def test_quality_bench_runs_the_loop_class_the_trainer_service_runs() -> None:
+    """``bench quality`` drives the trainer's own decision loop, built from its settings."""
+    import services.simulator.replay as replay
+    import services.trainer.service as service
+    from models.training.loop import Learner
+    from services.trainer.build import build_learner
+
+    assert replay.build_learner is build_learner is service.build_learner
+    settings, gate = TrainerSettings(), GateSettings()
+    for stage in ("stateless", "stateful", "continual"):
+        learner = build_learner(replay.stage_settings(stage, settings, gate), gate)
+        assert type(learner) is Learner
 
 
 def test_quality_bench_nonpersonal_regret_is_zero_exactly_without_personal_taste() -> None:

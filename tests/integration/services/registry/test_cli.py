@@ -17,7 +17,6 @@ from models import build_model
 from models.registry import Lineage, ModelRecord, OffsetRange
 from services.cli import main
 from services.local.stack.manager import Stack
-from services.registry import cli as registry_cli
 from services.registry.redis import RedisRegistry
 from tests.paths import ROOT
 
@@ -85,7 +84,7 @@ def run_main(
     monkeypatch.setenv("STREAMLEARN_REDIS_URL", stack.redis_settings.url)
     monkeypatch.setenv("STREAMLEARN_REGISTRY_PREFIX", registry.cfg.prefix)
     monkeypatch.setenv("STREAMLEARN_REGISTRY_SIGNING_KEY", "cli-test-key")
-    monkeypatch.setattr(registry_cli.console, "width", 200)
+    monkeypatch.setenv("COLUMNS", "200")  # each command builds its console when it runs
 
     def run(*args: str) -> tuple[int, str]:
         code = main(["models", *args])

@@ -39,8 +39,10 @@ from models.gate.decision import GateDecision
 from models.learners.base import Model
 from models.registry import ChampionChange, Lineage, ModelRecord, OffsetRange
 from services.local.stack.manager import Stack
+from services.local.wait import stop_process, wait_for
+from services.registry.base import ensure_champion
 from services.registry.redis import RedisRegistry
-from services.serving.champion import ensure_champion
+from services.serving.champion import COLD_START_REASON
 from services.serving.cli import build_app
 from services.serving.context import ServingContext
 from streams.joiner.partitioning import murmur2_partition
@@ -55,16 +57,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def wait_for(condition: Callable[[], Any], timeout_s: float = 20.0, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what or condition}")
 
 
 def predict_body(n: int = 5, user_id: str = "u42") -> dict[str, Any]:
@@ -247,8 +239,8 @@ def test_cold_start_is_idempotent_across_racing_processes(registry: RedisRegistr
         return build_model("logreg", hash_bits=10)
 
     results: list[str] = []
-    racers = [threading.Thread(target=lambda: results.append(ensure_champion(registry, build)))
-              for _ in range(4)]
+    racers = [threading.Thread(target=lambda: results.append(
+        ensure_champion(registry, build, reason=COLD_START_REASON))) for _ in range(4)]
     for t in racers:
         t.start()
     for t in racers:
@@ -257,7 +249,7 @@ def test_cold_start_is_idempotent_across_racing_processes(registry: RedisRegistr
     assert [r.version for r in registry.list()] == ["ctr-v1.0"]
     assert len(registry.history()) == 1 and registry.has_version("ctr-v1.0")
     assert not registry.has_version("ctr-v2.0")
-    assert ensure_champion(registry, build) == "ctr-v1.0"
+    assert ensure_champion(registry, build, reason=COLD_START_REASON) == "ctr-v1.0"
 
 
 def test_a_registered_but_unpromoted_v1_is_adopted(registry: RedisRegistry) -> None:
@@ -267,7 +259,8 @@ def test_a_registered_but_unpromoted_v1_is_adopted(registry: RedisRegistry) -> N
     registry.put(ModelRecord.for_model(model, blob, version="ctr-v1.0", parent=None,
                                        mode="cold_start", created_at=int(time.time() * 1000)),
                  blob)
-    assert ensure_champion(registry, lambda: pytest.fail("must not build")) == "ctr-v1.0"
+    assert ensure_champion(registry, lambda: pytest.fail("must not build"),
+                           reason=COLD_START_REASON) == "ctr-v1.0"
     assert [r.version for r in registry.list()] == ["ctr-v1.0"]
 
 
@@ -280,7 +273,8 @@ def test_a_rejected_v1_makes_the_cold_start_take_the_next_major(
                                        mode="cold_start", created_at=int(time.time() * 1000)),
                  blob)
     registry.reject("ctr-v1.0", GateDecision("reject", "integration: rejected", {}, "test"))
-    assert ensure_champion(registry, lambda: build_model("logreg", hash_bits=10)) == "ctr-v2.0"
+    assert ensure_champion(registry, lambda: build_model("logreg", hash_bits=10),
+                           reason=COLD_START_REASON) == "ctr-v2.0"
     assert registry.get("ctr-v2.0").mode == "cold_start"
     assert registry.get("ctr-v1.0").status == "rejected"
 
@@ -482,9 +476,4 @@ def test_an_unreachable_broker_never_fails_a_request(
             wait_for(lambda: errors("delivery") >= 1, 10, "delivery failures to be counted")
             assert http.get("/healthz").status_code == 200
     finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        stop_process(proc, timeout_s=15)

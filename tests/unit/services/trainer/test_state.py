@@ -12,7 +12,7 @@ from models.training.policies import StatefulPolicy, StatelessPolicy
 from models.training.step import Evaluation, StepResult
 from models.training.triggered import TriggeredPolicy
 from services.simulator.labeled import labeled_stream
-from services.trainer.service import build_policy, gate_config
+from services.trainer.build import build_policy, gate_config
 from services.trainer.state import (
     Checkpoint,
     OffsetLedger,
