@@ -16,7 +16,7 @@ import logging
 import signal
 import time
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, get_args
 
 from rich.console import Console
 
@@ -28,6 +28,7 @@ from config.settings import (
     RedisSettings,
     RegistrySettings,
     SchemaSettings,
+    TrainerMode,
     TrainerSettings,
     TriggerSettings,
     load,
@@ -39,7 +40,7 @@ if TYPE_CHECKING:
 
 def add_train_arguments(train: argparse.ArgumentParser, retrain: argparse.ArgumentParser) -> None:
     """The options of ``train`` and ``retrain``."""
-    train.add_argument("--mode", choices=("stateful", "stateless", "triggered"),
+    train.add_argument("--mode", choices=get_args(TrainerMode),
                        help="override trainer.mode (default from config: stateful); triggered "
                             "trains and asks the gate only when a trigger fires (triggers:)")
     train.add_argument("--metrics-port", type=int, help="Prometheus port (0 = none)")
