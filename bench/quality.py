@@ -80,6 +80,11 @@ def run(quick: bool = False, console: Console | None = None, scenario: str = "su
             f"{r.optimal:.4f})  non-personal regret {r.nonpersonal_regret:.4f}  promotions "
             f"{r.promotions}  rejections {r.rejections}  recovery {r.recovery_labels}  "
             f"pre-drift within tolerance {_share(r.pre_drift_within_tolerance)}")
+        s = r.ctr_share
+        say(f"{'':>10}  served/oracle CTR: before {_share(s['before'])}, first "
+            f"{cfg.ranking_phase:,} labels after {_share(s['after'])}, last "
+            f"{cfg.ranking_phase:,} {_share(s['tail'])}; back to 90 % of the pre-drift CTR "
+            f"after {r.ctr_recovery_labels} labels")
     clean = run_scenario(replace(cfg, scenario="stationary"), ["stateful"], console)["stateful"]
     attacked = run_scenario(replace(cfg, scenario="bot-attack"), ["stateful"],
                             console)["stateful"]
@@ -94,6 +99,12 @@ def run(quick: bool = False, console: Console | None = None, scenario: str = "su
         "scenario": cfg.scenario,
         "regret": {s: _round(results[s].regret) if s in results else None for s in STAGES},
         "recovery_labels": stateful.recovery_labels,
+        # What users were shown (services/simulator/ranking.py): served over oracle expected
+        # CTR per stage and phase, and the labels until the served CTR is back to 90 % of its
+        # pre-drift mean (stateful stage; every stage's is in ``stages``).
+        "ctr_share": {s: {phase: _round(v, 4) for phase, v in r.ctr_share.items()}
+                      for s, r in results.items()},
+        "ctr_recovery_labels": stateful.ctr_recovery_labels,
         "nonpersonal_regret": _round(stateful.nonpersonal_regret),
         "pre_drift_within_tolerance": _round(stateful.pre_drift_within_tolerance, 4),
         "promotions": stateful.promotions,
@@ -114,4 +125,4 @@ def _round(x: float | None, digits: int = 5) -> float | None:
 
 
 def _share(x: float | None) -> str:
-    return "n/a" if x is None else f"{x:.1%}"
+    return "n/a" if x is None or math.isnan(x) else f"{x:.1%}"

@@ -34,8 +34,9 @@ from models.learners.base import Model
 from models.training.batching import CohortBuffer
 from services.serving.schemas import PredictRequest
 from services.serving.scoring import model_features
-from services.simulator.accounting import RecoveryTracker, within_tolerance_share
+from services.simulator.accounting import RecoveryTracker, oracle_top_k, within_tolerance_share
 from services.simulator.behaviour import Behaviour, respond
+from services.simulator.ranking import RankingTracker
 from services.simulator.scenarios import Scenario
 from services.simulator.warmup import warm_model
 from services.simulator.world import Request, State, World
@@ -75,6 +76,8 @@ class QualityConfig:
     batch_size: int = 512
     recovery_window: int = 256
     recovery_tolerance: float = 0.05
+    ranking_phase: int = 5_000  # labels of the early post-drift and of the tail phase
+    ranking_window: int = 1_000  # labels the served CTR's recovery is averaged over
 
 
 @dataclass
@@ -89,6 +92,10 @@ class StageResult:
     nonpersonal_regret: float = math.nan
     recovery_labels: int | None = None
     pre_drift_within_tolerance: float | None = None
+    # Served over oracle expected CTR (RankingTracker), genuine users' requests, by phase:
+    # before the drift, the first ranking_phase labels after it, the last ranking_phase labels.
+    ctr_share: dict[str, float] = field(default_factory=dict)
+    ctr_recovery_labels: int | None = None
     promotions: int = 0
     rejections: int = 0
     decisions: dict[str, int] = field(default_factory=dict)
@@ -144,6 +151,8 @@ def run_stage(stage: str, scenario: Scenario, world: World, initial: Model,
     batch: list[_Example] = []
     cohorts: CohortBuffer[_Example] = CohortBuffer(cfg.window_ms)
     recovery = RecoveryTracker(cfg.recovery_window, cfg.recovery_tolerance)
+    ranking = RankingTracker(early=cfg.ranking_phase, tail=cfg.ranking_phase,
+                             window=cfg.ranking_window)
     recovery.drift()  # only post-drift labels are fed to it
     out = StageResult(stage)
     regret_sum = system_sum = optimal_sum = 0.0
@@ -223,6 +232,10 @@ def run_stage(stage: str, scenario: Scenario, world: World, initial: Model,
         clicks = {e["prediction_id"]: int(e["ts"]) for e in outcome.events
                   if e["type"] == "click"}
         population = _population_p(world, request, state, [t.item_id for t in outcome.shown])
+        if not request.is_bot:
+            ranking.update([t.true_p for t in outcome.shown],
+                           oracle_top_k(request.true_p, len(outcome.shown)),
+                           after_drift=n >= drift)
         for truth in outcome.shown:
             i = int(truth.prediction_id.rsplit("-", 1)[1])
             click = clicks.get(truth.prediction_id)
@@ -243,6 +256,10 @@ def run_stage(stage: str, scenario: Scenario, world: World, initial: Model,
     out.genuine_system = genuine_sum / genuine_n if genuine_n else math.nan
     out.nonpersonal_regret = nonpersonal_sum / nonpersonal_n if nonpersonal_n else math.nan
     out.recovery_labels = recovery.recovered
+    shares = ranking.figures()
+    out.ctr_share = {"before": shares.share_before, "after": shares.share_after,
+                     "tail": shares.share_tail}
+    out.ctr_recovery_labels = shares.recovery_labels
     out.pre_drift_within_tolerance = within_tolerance_share(
         *pre_drift, window=cfg.recovery_window, tolerance=cfg.recovery_tolerance)
     if learner is not None:

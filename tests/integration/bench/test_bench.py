@@ -75,6 +75,16 @@ def test_quality_bench_reports_the_four_stages_against_the_truth() -> None:
     assert 0 < stages["frozen"]["nonpersonal_regret"] < stages["frozen"]["regret"]
     share = figures["pre_drift_within_tolerance"]
     assert share is not None and 0.0 <= share <= 1.0
+    # What users were shown: served over oracle expected CTR for every stage and phase, the
+    # same before the drift for every stage that starts from the warm champion, and the drift
+    # (the favourite category becomes the least liked) takes the frozen ranking far down.
+    ctr = figures["ctr_share"]
+    assert set(ctr) == set(stages)
+    assert all(set(s) == {"before", "after", "tail"} for s in ctr.values())
+    assert all(0.0 < v <= 1.0 for s in ctr.values() for v in s.values())
+    assert ctr["frozen"]["after"] < 0.5 * ctr["frozen"]["before"]
+    recovered = figures["ctr_recovery_labels"]
+    assert recovered is None or recovered >= 1_000  # at least one full window after the drift
 
 
 def _frozen_stage(scenario: str, affinity: float) -> StageResult:
