@@ -45,7 +45,8 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from config.settings import GateSettings, TrainerSettings
+from config.settings import GateSettings, ServingSettings, TrainerSettings
+from services.serving.exploration import exploration_of
 from services.simulator import SimulatorError, build
 from services.simulator.replay import STAGES, QualityConfig, StageResult, run_stage, warm_champion
 
@@ -53,6 +54,7 @@ from services.simulator.replay import STAGES, QualityConfig, StageResult, run_st
 def run_scenario(cfg: QualityConfig, stages: Sequence[str], console: Console | None = None,
                  ) -> dict[str, StageResult]:
     settings, gate = TrainerSettings(), GateSettings()
+    exploration = exploration_of(ServingSettings())  # as serving explores (env overrides)
     try:
         scenario = build(cfg.scenario, cfg.seed, drift_at=cfg.warmup + cfg.drift_after)
     except SimulatorError:  # a scenario without a drift point (stationary)
@@ -63,7 +65,8 @@ def run_scenario(cfg: QualityConfig, stages: Sequence[str], console: Console | N
     results = {}
     with Progress(*columns, console=console, transient=True, disable=console is None) as bar:
         for stage in stages:
-            results[stage] = run_stage(stage, scenario, world, initial, cfg, settings, gate, bar)
+            results[stage] = run_stage(stage, scenario, world, initial, cfg, settings, gate, bar,
+                                       exploration=exploration)
     return results
 
 
@@ -105,6 +108,10 @@ def run(quick: bool = False, console: Console | None = None, scenario: str = "su
         "ctr_share": {s: {phase: _round(v, 4) for phase, v in r.ctr_share.items()}
                       for s, r in results.items()},
         "ctr_recovery_labels": stateful.ctr_recovery_labels,
+        # Serving's exploration (serving.exploration*) and its steady-state cost: the share of
+        # the greedy ranking's expected CTR before the drift that it gave up, per stage.
+        "exploration": asdict(exploration_of(ServingSettings())),
+        "exploration_cost": {s: _round(r.exploration_cost, 4) for s, r in results.items()},
         "nonpersonal_regret": _round(stateful.nonpersonal_regret),
         "pre_drift_within_tolerance": _round(stateful.pre_drift_within_tolerance, 4),
         "promotions": stateful.promotions,

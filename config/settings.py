@@ -29,8 +29,6 @@ from config import DEFAULTS_YAML
 from config.errors import ConfigError
 
 USER_YAML_ENV = "STREAMLEARN_CONFIG"
-
-
 TrainerMode = Literal["stateful", "stateless", "triggered"]  # how `streamlearn train` learns
 
 
@@ -179,11 +177,17 @@ class ServingSettings(_Section):
     torch_threads: int = Field(1, ge=1, le=64)
     access_log: bool = False
     # Per-request Prometheus instrumentation (request count and latency, predictions, score
-    # histogram, events). Off, /metrics still shows swaps, produce errors and the buffer.
+    # histogram, events, exploration); off, /metrics still shows swaps, errors, the buffer.
     request_metrics: bool = True
     # uvicorn's event loop and HTTP parser; "auto" takes uvloop/httptools when installed.
     loop: Literal["auto", "asyncio", "uvloop"] = "auto"
     http: Literal["auto", "h11", "httptools"] = "auto"
+    # Exploration over the first exploration_slots ranks (services/serving/exploration.py);
+    # every logged prediction carries the propensity of its rank and the policy.
+    exploration: Literal["none", "epsilon", "softmax"] = "none"  # off: BENCHMARKS.md, quality
+    exploration_epsilon: float = Field(0.05, ge=0.0, le=1.0)
+    exploration_temperature: float = Field(0.5, gt=0.0)
+    exploration_slots: int = Field(5, ge=1, le=500)
 
 
 class JoinerSettings(_Section):

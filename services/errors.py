@@ -4,6 +4,7 @@ Each error stays beside the code that raises it, under this root::
 
     ServicesError
     ├── services.serving.scoring.FeatureLimitError (also ValueError)  a request too wide to log
+    ├── services.serving.exploration.ExplorationError (also ValueError)  a bad exploration setting
     ├── services.trainer.state.StateError       a stored trainer state that cannot be read
     ├── services.trainer.store.LockError        another trainer holds this group's state
     ├── services.simulator.world.SimulatorError (also ValueError)    a simulator setup refused

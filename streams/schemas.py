@@ -61,6 +61,10 @@ class Prediction:
     model_version: str
     arm: str
     score: float
+    # How the candidate got its slot (serving's exploration): the probability, given the
+    # slots before it, and the policy. None when the producer did not say.
+    propensity: float | None = None
+    policy: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +91,8 @@ class Example:
     model_version: str
     arm: str
     score: float
+    propensity: float | None = None  # as on the prediction
+    policy: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +178,17 @@ def _score(obj: Mapping[str, Any], key: str) -> float:
     return float(value)
 
 
+def _propensity(obj: Mapping[str, Any]) -> float | None:
+    value = obj.get("propensity")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _Invalid(f"field 'propensity': expected a number, got {type(value).__name__}")
+    if not (0.0 < value <= 1.0):  # also rejects NaN: a slot taken with probability 0 is not
+        raise _Invalid(f"field 'propensity': expected a probability in (0, 1], got {value}")
+    return float(value)
+
+
 def _choice(obj: Mapping[str, Any], key: str, allowed: frozenset[str]) -> str:
     value = obj.get(key)
     if value is None:
@@ -242,6 +259,8 @@ def parse_prediction(
             model_version=_id(obj, "model_version"),  # type: ignore[arg-type]
             arm=_choice(obj, "arm", ARMS),
             score=_score(obj, "score"),
+            propensity=_propensity(obj),
+            policy=_id(obj, "policy", required=False),
         )
     except _Invalid as err:
         raise ValueError(str(err)) from None
@@ -287,6 +306,8 @@ def parse_example(
             model_version=_id(obj, "model_version"),  # type: ignore[arg-type]
             arm=_choice(obj, "arm", ARMS),
             score=_score(obj, "score"),
+            propensity=_propensity(obj),
+            policy=_id(obj, "policy", required=False),
         )
     except _Invalid as err:
         raise ValueError(str(err)) from None

@@ -27,7 +27,13 @@ from services.serving.body import parse_body, validation_error, validation_handl
 from services.serving.context import ContextDep, ServingContext
 from services.serving.metrics import ServingMetrics
 from services.serving.schemas import EventsRequest, EventsResponse, PredictRequest, PredictResponse
-from services.serving.scoring import FeatureLimitError, accept_events, event_message, score
+from services.serving.scoring import (
+    GREEDY,
+    FeatureLimitError,
+    accept_events,
+    event_message,
+    score,
+)
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -88,7 +94,8 @@ def create_app(ctx: ServingContext) -> FastAPI:
         if champion is None:
             raise HTTPException(503, "no model loaded yet", headers={"Retry-After": "1"})
         try:
-            scored = score(champion, body, request_id=_new_id(), now_ms=int(time.time() * 1000))
+            scored = score(champion, body, request_id=_new_id(), now_ms=int(time.time() * 1000),
+                           exploration=ctx.exploration or GREEDY)
         except FeatureLimitError as err:
             raise validation_error([("body", "candidates", err.index, "features")],
                                    str(err)) from None
@@ -96,6 +103,7 @@ def create_app(ctx: ServingContext) -> FastAPI:
         if instrumented:
             ctx.metrics.predictions(champion.version, champion.arm).inc(len(scored.messages))
             ctx.metrics.scores.observe_many(scored.scores)
+            ctx.metrics.explored(scored.ranking)
         return _json(scored.response)
 
     @app.post("/v1/events", status_code=202, response_model=EventsResponse,

@@ -14,6 +14,7 @@ from fastapi import Depends, Request
 from config.settings import KafkaSettings, ServingSettings
 from services.registry.redis import RedisRegistry
 from services.serving.champion import ChampionHolder, ChampionWatcher
+from services.serving.exploration import Exploration, exploration_of
 from services.serving.metrics import ServingMetrics
 from services.serving.sink import MessageSink
 from streams.schemas import TimeBounds
@@ -32,6 +33,7 @@ class ServingContext:
         metrics: The process's Prometheus objects.
         registry: Admin endpoints answer 503 without one.
         watcher: Started and stopped with the app when given.
+        exploration: How the ranking explores; None: as ``settings`` say.
     """
 
     settings: ServingSettings
@@ -42,6 +44,11 @@ class ServingContext:
     metrics: ServingMetrics
     registry: RedisRegistry | None = None
     watcher: ChampionWatcher | None = None
+    exploration: Exploration | None = None
+
+    def __post_init__(self) -> None:
+        if self.exploration is None:  # as the settings say
+            self.exploration = exploration_of(self.settings)
 
 
 async def _context(request: Request) -> ServingContext:

@@ -18,6 +18,8 @@ from prometheus_client.metrics_core import HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
+from services.serving.exploration import Ranking
+
 # Request latency: the targets are in single-digit milliseconds, so the buckets are too.
 LATENCY_BUCKETS: Final = (
     0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
@@ -76,8 +78,28 @@ class ServingMetrics:
             ["outcome"], registry=r,
         )
         self.events = {o: events.labels(outcome=o) for o in EVENT_OUTCOMES}
+        slots = Counter(
+            "streamlearn_serving_exploration_slots",
+            "Ranked slots under the exploration policy: the greedy candidate or an explored one",
+            ["outcome"], registry=r,
+        )
+        self._slots = {o: slots.labels(outcome=o) for o in ("greedy", "explored")}
+        self._exploration_cost = Counter(
+            "streamlearn_serving_exploration_cost",
+            "Predicted clicks given up for exploration: over explored slots, the best remaining "
+            "score minus the chosen one", registry=r,
+        )
         self._prediction_children: dict[tuple[str, str], MetricWrapperBase] = {}
         self._error_children: dict[tuple[str, str], MetricWrapperBase] = {}
+
+    def explored(self, ranking: Ranking) -> None:
+        """Count one request's explored slots (only those the policy ranked) and their cost."""
+        n = sum(ranking.explored)
+        if n:
+            self._slots["explored"].inc(n)
+            self._exploration_cost.inc(ranking.cost)
+        if ranking.ranked > n:
+            self._slots["greedy"].inc(ranking.ranked - n)
 
     def predictions(self, model_version: str, arm: str) -> Counter:
         """The cached counter child of one version and arm."""

@@ -29,10 +29,13 @@ import orjson
 
 from models.learners.base import Model
 from services.errors import ServicesError
+from services.serving.exploration import Exploration, Ranking, rank
 from services.serving.schemas import PredictRequest
 from streams.schemas import MAX_FEATURES, Event, FeatureValue, TimeBounds, encode, parse_event
 
 CHAMPION_ARM: Final = "champion"
+GREEDY: Final = Exploration()  # no exploration: best score first
+_RNG: Final = np.random.default_rng()  # serving's draws; tests and replays pass their own
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,12 +57,14 @@ class Scored:
             ``predictions``.
         features: What the model saw per candidate, in request order.
         scores: Click probabilities in request order.
+        ranking: The slots, with the propensity each candidate got its slot with.
     """
 
     response: dict[str, Any]
     messages: list[tuple[str, bytes]]
     features: list[dict[str, FeatureValue]]
     scores: np.ndarray
+    ranking: Ranking
 
 
 class FeatureLimitError(ServicesError, ValueError):
@@ -99,13 +104,17 @@ def score(
     *,
     request_id: str,
     now_ms: int,
+    exploration: Exploration = GREEDY,
+    rng: np.random.Generator | None = None,
 ) -> Scored:
     """Score every candidate in one vectorised call and rank them, best first.
 
     A candidate's prediction id is ``<request_id>-<index>``: globally unique as long as
     request ids are (serving draws 128 random bits per request), and twenty times cheaper
     than a uuid per candidate. Ties keep request order. A non-finite score (a broken model)
-    is served as 0.0 rather than breaking the response or the ``predictions`` schema.
+    is served as 0.0 rather than breaking the response or the ``predictions`` schema. The
+    order is ``exploration``'s (``services.serving.exploration``, drawing from ``rng``); each
+    ``predictions`` message carries the propensity of its slot and the policy.
 
     Raises:
         FeatureLimitError: See ``model_features``.
@@ -116,23 +125,27 @@ def score(
         scores = np.clip(np.nan_to_num(scores, nan=0.0, posinf=1.0, neginf=0.0), 0.0, 1.0)
     ids = [f"{request_id}-{i}" for i in range(len(features))]
     values = scores.tolist()
+    ranking = rank(scores, exploration, rng if rng is not None else _RNG)
+    propensity = [1.0] * len(values)
+    for slot, i in enumerate(ranking.order):
+        propensity[i] = ranking.propensity[slot]
     messages = []
-    for pid, candidate, feats, value in zip(ids, request.candidates, features, values,
-                                            strict=True):
+    for pid, candidate, feats, value, prop in zip(ids, request.candidates, features, values,
+                                                  propensity, strict=True):
         messages.append((pid, orjson.dumps({
             "prediction_id": pid, "request_id": request_id, "ts": now_ms,
             "user_id": request.user_id, "item_id": candidate.item_id, "features": feats,
             "model_version": champion.version, "arm": champion.arm, "score": value,
+            "propensity": prop, "policy": exploration.policy,
         })))
-    order = np.argsort(-scores, kind="stable").tolist()
     predictions = [
         {"prediction_id": ids[i], "item_id": request.candidates[i].item_id,
-         "score": values[i], "rank": rank}
-        for rank, i in enumerate(order, start=1)
+         "score": values[i], "rank": rank_}
+        for rank_, i in enumerate(ranking.order, start=1)
     ]
     response = {"request_id": request_id, "model_version": champion.version,
                 "arm": champion.arm, "predictions": predictions}
-    return Scored(response, messages, features, scores)
+    return Scored(response, messages, features, scores, ranking)
 
 
 def accept_events(

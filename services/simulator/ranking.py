@@ -11,7 +11,9 @@ the clicks themselves. ``RankingTracker`` keeps, with bounded memory:
   labels of the run;
 - ``recovery_labels``: labels after the drift until the served expected CTR, as a rolling
   mean over ``window`` labels of post-drift traffic, is back to ``recovered`` (90 %) of its
-  pre-drift mean; None while it is not (or when nothing was served before the drift).
+  pre-drift mean after having fallen below it; 0 when it never fell below (a drift that did
+  not hurt the ranking, or not yet), None while it has not come back (or when nothing was
+  served before the drift).
 
 Example:
     >>> t = RankingTracker(early=4, tail=2, window=2)
@@ -64,6 +66,7 @@ class RankingTracker:
         self._tail: deque[tuple[float, float]] = deque(maxlen=tail)
         self._rolling: deque[float] = deque(maxlen=window)
         self._labels_after = 0
+        self._fell = False
         self._recovery: int | None = None
 
     def update(self, shown_true_p: Sequence[float], oracle_true_p: Sequence[float], *,
@@ -81,14 +84,20 @@ class RankingTracker:
             if self._recovery is None and len(self._rolling) == self.window:
                 pre = self._before[0] / self._before[2] if self._before[2] else math.nan
                 mean = math.fsum(self._rolling) / self.window
-                if pre == pre and mean >= self.recovered * pre:
+                if mean < self.recovered * pre:
+                    self._fell = True
+                elif self._fell:
                     self._recovery = self._labels_after
 
     def figures(self) -> RankingFigures:
         served = math.fsum(s for s, _ in self._tail)
         oracle = math.fsum(o for _, o in self._tail)
+        recovery = self._recovery
+        if recovery is None and not self._fell and self._before[2] \
+                and len(self._rolling) == self.window:
+            recovery = 0  # never fell below the threshold: nothing to recover from
         return RankingFigures(_share(self._before), _share(self._after),
-                              served / oracle if oracle else math.nan, self._recovery,
+                              served / oracle if oracle else math.nan, recovery,
                               self._labels_after)
 
 

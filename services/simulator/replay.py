@@ -32,8 +32,9 @@ from config.settings import GateSettings, TrainerSettings
 from models.evaluation import log_loss
 from models.learners.base import Model
 from models.training.batching import CohortBuffer
+from services.serving.exploration import Exploration, rank
 from services.serving.schemas import PredictRequest
-from services.serving.scoring import model_features
+from services.serving.scoring import GREEDY, model_features
 from services.simulator.accounting import RecoveryTracker, oracle_top_k, within_tolerance_share
 from services.simulator.behaviour import Behaviour, respond
 from services.simulator.ranking import RankingTracker
@@ -96,6 +97,9 @@ class StageResult:
     # before the drift, the first ranking_phase labels after it, the last ranking_phase labels.
     ctr_share: dict[str, float] = field(default_factory=dict)
     ctr_recovery_labels: int | None = None
+    # Share of the expected CTR the greedy ranking would have had before the drift that
+    # exploration gave up (0 without exploration): its steady-state cost.
+    exploration_cost: float = 0.0
     promotions: int = 0
     rejections: int = 0
     decisions: dict[str, int] = field(default_factory=dict)
@@ -138,9 +142,13 @@ def warm_champion(scenario: Scenario, world: World, cfg: QualityConfig,
 
 def run_stage(stage: str, scenario: Scenario, world: World, initial: Model,
               cfg: QualityConfig, settings: TrainerSettings, gate: GateSettings,
-              progress: Any = None, verbose: bool = False) -> StageResult:
-    """Serve ``cfg.requests`` requests after the warm-up with ``stage``'s learning."""
+              progress: Any = None, verbose: bool = False,
+              exploration: Exploration = GREEDY) -> StageResult:
+    """Serve ``cfg.requests`` requests after the warm-up with ``stage``'s learning, ranked as
+    serving ranks them under ``exploration`` (``services.serving.exploration``)."""
     champion = initial.clone()
+    rng = np.random.default_rng([cfg.seed, 7])  # serving's draws, the same for every stage
+    greedy_before = served_before = 0.0  # true p shown before the drift: greedy vs served
     learner = (None if stage == "frozen" else
                build_learner(stage_settings(stage, settings, gate), gate, champion=champion))
     behaviour = Behaviour(k=cfg.k)
@@ -223,8 +231,8 @@ def run_stage(stage: str, scenario: Scenario, world: World, initial: Model,
         request = world.request(n, state)
         body = request.body()
         features = model_features(PredictRequest.model_validate(body))
-        scores = champion.predict_proba_many(features)
-        order = np.argsort(-scores, kind="stable")
+        scores = np.asarray(champion.predict_proba_many(features), dtype=np.float64)
+        order = rank(scores, exploration, rng).order
         predictions = [{"prediction_id": f"{n}-{i}", "item_id": body["candidates"][i]["item_id"],
                         "score": float(scores[i]), "rank": r + 1}
                        for r, i in enumerate(order)]
@@ -233,9 +241,13 @@ def run_stage(stage: str, scenario: Scenario, world: World, initial: Model,
                   if e["type"] == "click"}
         population = _population_p(world, request, state, [t.item_id for t in outcome.shown])
         if not request.is_bot:
-            ranking.update([t.true_p for t in outcome.shown],
-                           oracle_top_k(request.true_p, len(outcome.shown)),
+            shown_p = [t.true_p for t in outcome.shown]
+            ranking.update(shown_p, oracle_top_k(request.true_p, len(shown_p)),
                            after_drift=n >= drift)
+            if n < drift and exploration.policy != "none":
+                greedy = np.argsort(-scores, kind="stable")[: len(shown_p)]
+                greedy_before += math.fsum(request.true_p[int(i)] for i in greedy)
+                served_before += math.fsum(shown_p)
         for truth in outcome.shown:
             i = int(truth.prediction_id.rsplit("-", 1)[1])
             click = clicks.get(truth.prediction_id)
@@ -260,6 +272,7 @@ def run_stage(stage: str, scenario: Scenario, world: World, initial: Model,
     out.ctr_share = {"before": shares.share_before, "after": shares.share_after,
                      "tail": shares.share_tail}
     out.ctr_recovery_labels = shares.recovery_labels
+    out.exploration_cost = 1.0 - served_before / greedy_before if greedy_before else 0.0
     out.pre_drift_within_tolerance = within_tolerance_share(
         *pre_drift, window=cfg.recovery_window, tolerance=cfg.recovery_tolerance)
     if learner is not None:

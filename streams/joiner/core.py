@@ -337,7 +337,8 @@ class PartitionJoiner:
         # Client clocks may lag the server's; a click cannot precede the prediction it answers.
         ts_label = click.ts if click.ts > p.ts else p.ts
         step.examples.append(
-            Example(p.prediction_id, p.ts, ts_label, 1, p.features, p.model_version, p.arm, p.score)
+            Example(p.prediction_id, p.ts, ts_label, 1, p.features, p.model_version, p.arm, p.score,
+                    p.propensity, p.policy)
         )
         step.count(out.EXAMPLES_POSITIVE)
         self._to_done(record, 1, True, ids, step)
@@ -354,7 +355,8 @@ class PartitionJoiner:
         if record.has_impression or not self._require_impression:
             end = p.ts + self._window
             step.examples.append(
-                Example(p.prediction_id, p.ts, end, 0, p.features, p.model_version, p.arm, p.score)
+                Example(p.prediction_id, p.ts, end, 0, p.features, p.model_version, p.arm, p.score,
+                        p.propensity, p.policy)
             )
             step.count(out.EXAMPLES_NEGATIVE)
             label = 0

@@ -84,7 +84,7 @@ def test_quality_bench_reports_the_four_stages_against_the_truth() -> None:
     assert all(0.0 < v <= 1.0 for s in ctr.values() for v in s.values())
     assert ctr["frozen"]["after"] < 0.5 * ctr["frozen"]["before"]
     recovered = figures["ctr_recovery_labels"]
-    assert recovered is None or recovered >= 1_000  # at least one full window after the drift
+    assert recovered is None or recovered == 0 or recovered >= 1_000  # 0: it never fell
 
 
 def _frozen_stage(scenario: str, affinity: float) -> StageResult:

@@ -163,3 +163,17 @@ def test_decoder_never_raises_on_arbitrary_bytes() -> None:
         blob = bytes(rng.randrange(256) for _ in range(rng.randrange(40)))
         assert isinstance(decode_event(blob), Event | DecodeError)
         assert isinstance(decode_prediction(blob), Prediction | DecodeError)
+
+
+def test_propensity_and_policy_are_optional_and_checked() -> None:
+    plain = decode_prediction(orjson.dumps(make_prediction()), key=b"p1")
+    assert isinstance(plain, Prediction) and (plain.propensity, plain.policy) == (None, None)
+    logged = decode_prediction(orjson.dumps(make_prediction(propensity=0.25, policy="epsilon")),
+                               key=b"p1")
+    assert isinstance(logged, Prediction) and (logged.propensity, logged.policy) == (0.25,
+                                                                                     "epsilon")
+    for bad, reason in ((0, "(0, 1]"), (1.5, "(0, 1]"), ("x", "expected a number"),
+                        (True, "expected a number")):
+        err = decode_prediction(orjson.dumps(make_prediction(propensity=bad)), key=b"p1")
+        assert isinstance(err, DecodeError) and "field 'propensity'" in err.reason
+        assert reason in err.reason

@@ -180,3 +180,25 @@ def test_a_broken_models_scores_are_clamped_into_the_schema(make_client: MakeCli
     assert sorted(p["score"] for p in out["predictions"]) == [0.0, 0.0, 1.0, 1.0]
     assert all(isinstance(decode_prediction(v, key=k), Prediction)
                for k, v in sink.on("predictions"))
+
+
+def test_every_logged_prediction_carries_its_slots_propensity_and_the_policy(
+    make_client: Callable[..., tuple[TestClient, ServingContext]], model: Model, sink: ListSink,
+) -> None:
+    greedy, _ = make_client(model)
+    assert greedy.post("/v1/predict", json=make_predict(4)).status_code == 200
+    logged = [decode_prediction(v) for _, v in sink.on("predictions")]
+    assert {(p.propensity, p.policy) for p in logged} == {(1.0, "none")}
+    explore, ctx = make_client(model, exploration="epsilon", exploration_epsilon=1.0,
+                               exploration_slots=2)
+    response = explore.post("/v1/predict", json=make_predict(4)).json()
+    logged = {p.prediction_id: p for p in
+              (decode_prediction(v) for _, v in sink.on("predictions")[4:])}
+    by_rank = [logged[p["prediction_id"]] for p in response["predictions"]]
+    # epsilon 1: slot 1 is uniform over 4, slot 2 over the 3 left; the rest follow by score.
+    assert [round(p.propensity, 4) for p in by_rank] == [0.25, round(1 / 3, 4), 1.0, 1.0]
+    assert {p.policy for p in by_rank} == {"epsilon"}
+    scrape = ctx.metrics.registry.get_sample_value
+    explored = scrape("streamlearn_serving_exploration_slots_total", {"outcome": "explored"})
+    greedy_slots = scrape("streamlearn_serving_exploration_slots_total", {"outcome": "greedy"})
+    assert explored + greedy_slots == 2

@@ -16,7 +16,7 @@ def test_the_oracles_own_choice_has_share_one_in_every_phase() -> None:
         t.update([0.3, 0.2], [0.3, 0.2], after_drift=after)
     f = t.figures()
     assert (f.share_before, f.share_after, f.share_tail) == (1.0, 1.0, 1.0)
-    assert f.recovery_labels == 4 and f.labels_after == 4  # the first full window
+    assert f.recovery_labels == 0 and f.labels_after == 4  # it never fell: nothing to recover
 
 
 def test_phases_split_by_the_drift_point_and_by_label_counts() -> None:
@@ -28,7 +28,7 @@ def test_phases_split_by_the_drift_point_and_by_label_counts() -> None:
     assert f.share_before == pytest.approx(0.5)
     assert f.share_after == pytest.approx((0.1 + 0.1 + 0.4) / 1.2)
     assert f.share_tail == pytest.approx(0.5 / 0.8)            # the last two labels
-    assert f.recovery_labels is None and f.labels_after == 4  # the window never filled
+    assert f.recovery_labels is None and f.labels_after == 4  # no full window yet: unknown
 
 
 def test_recovery_counts_post_drift_labels_until_90_percent_of_the_pre_drift_ctr() -> None:

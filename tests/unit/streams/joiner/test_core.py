@@ -383,3 +383,17 @@ def test_changes_mirror_the_state_and_clock(policy, make_prediction, make_event)
 
 def _fields(policy: JoinPolicy) -> dict:
     return {name: getattr(policy, name) for name in JoinPolicy.__dataclass_fields__}
+
+
+def test_the_propensity_and_policy_travel_from_the_prediction_to_its_example(
+    policy, make_prediction, make_event
+):
+    joiner = PartitionJoiner(policy)
+    joiner.on_prediction(make_prediction("p1", propensity=0.2, policy="epsilon"))
+    joiner.on_prediction(make_prediction("p2", propensity=0.8, policy="epsilon"))
+    joiner.on_event(make_event("impression", "p1", T0 + 10))
+    joiner.on_event(make_event("impression", "p2", T0 + 10))
+    clicked = joiner.on_event(make_event("click", "p1", T0 + 400)).examples
+    closed = joiner.on_prediction(make_prediction("p3", ts=CLOSES_AT)).examples
+    assert [(e.prediction_id, e.label, e.propensity, e.policy) for e in (*clicked, *closed)] \
+        == [("p1", 1, 0.2, "epsilon"), ("p2", 0, 0.8, "epsilon")]

@@ -1,0 +1,150 @@
+"""Exploration in serving: which candidate gets which slot, and with what probability.
+
+A ranking that only ever shows what the model already likes never learns that it stopped
+being liked (a degenerate feedback loop). Serving therefore may explore over the first
+``slots`` positions, one slot at a time, and logs for every candidate the *propensity* with
+which it got its slot, given the slots before it, and the policy that chose it. That
+probability is what off-policy estimates (inverse propensity scoring) need, and it is only
+right when it is logged at the moment of the choice, never re-learnt afterwards.
+
+Policies (``Exploration.policy``):
+
+- ``none``: best score first; every propensity is 1.
+- ``epsilon``: each slot takes the best remaining candidate with probability 1 − ε, else one
+  drawn uniformly from the remaining ones (the greedy one included). The chosen candidate's
+  propensity is (1 − ε)·[it is the best remaining] + ε / remaining.
+- ``softmax``: each slot draws from the remaining candidates with probability proportional to
+  ``exp(logit(score) / temperature)`` (Plackett–Luce); the propensity is that probability.
+
+Past ``slots`` the rest follows by score, propensity 1: given the slots before, that order is
+certain. Ties keep request order.
+
+Example:
+    >>> import numpy as np
+    >>> scores = np.array([0.1, 0.4, 0.2])
+    >>> r = rank(scores, Exploration(), np.random.default_rng(0))
+    >>> r.order, r.propensity, r.explored
+    ([1, 2, 0], [1.0, 1.0, 1.0], [False, False, False])
+    >>> r = rank(scores, Exploration("epsilon", epsilon=1.0, slots=1), np.random.default_rng(1))
+    >>> r.order, [round(p, 3) for p in r.propensity], r.explored, round(r.cost, 2)
+    ([0, 1, 2], [0.333, 1.0, 1.0], [True, False, False], 0.3)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Final, Literal, get_args
+
+import numpy as np
+
+from services.errors import ServicesError
+
+Policy = Literal["none", "epsilon", "softmax"]
+POLICIES: Final[tuple[Policy, ...]] = get_args(Policy)
+_EPS: Final = 1e-7
+
+
+class ExplorationError(ServicesError, ValueError):
+    """An exploration setting outside its range."""
+
+
+@dataclass(frozen=True)
+class Exploration:
+    """How serving explores (``serving.exploration*`` settings).
+
+    Attributes:
+        policy: ``none``, ``epsilon`` or ``softmax``.
+        epsilon: Per-slot probability of a uniform draw (``epsilon``).
+        temperature: Softmax temperature on the scores' log-odds (``softmax``); smaller is
+            greedier.
+        slots: Leading positions that may be explored (what a client typically shows).
+    """
+
+    policy: Policy = "none"
+    epsilon: float = 0.05
+    temperature: float = 0.5
+    slots: int = 5
+
+    def __post_init__(self) -> None:
+        if self.policy not in POLICIES:
+            raise ExplorationError(f"unknown exploration policy {self.policy!r}; "
+                                   f"known: {', '.join(POLICIES)}")
+        if not 0.0 <= self.epsilon <= 1.0 or self.temperature <= 0.0 or self.slots < 1:
+            raise ExplorationError("need 0 <= epsilon <= 1, temperature > 0 and slots >= 1")
+
+
+def exploration_of(settings: Any) -> Exploration:
+    """The ``Exploration`` of the serving settings' ``exploration*`` fields."""
+    return Exploration(settings.exploration, settings.exploration_epsilon,
+                       settings.exploration_temperature, settings.exploration_slots)
+
+
+@dataclass(frozen=True)
+class Ranking:
+    """One request's ranking.
+
+    Attributes:
+        order: Candidate indices, best slot first.
+        propensity: Per slot (aligned with ``order``), the probability that its candidate got
+            it, given the slots before.
+        explored: Per slot, whether the candidate is not the one the scores alone would
+            have put there.
+        cost: Predicted clicks given up for exploration: over the explored slots, the best
+            remaining score minus the chosen one.
+        ranked: Leading slots the policy drew (0 under ``none``).
+    """
+
+    order: list[int]
+    propensity: list[float]
+    explored: list[bool]
+    cost: float
+    ranked: int = 0
+
+
+def rank(scores: np.ndarray, cfg: Exploration, rng: np.random.Generator) -> Ranking:
+    """Order the candidates of one request under ``cfg``, with each slot's propensity."""
+    greedy = np.argsort(-scores, kind="stable").tolist()
+    if cfg.policy == "none" or len(greedy) < 2:
+        return Ranking(greedy, [1.0] * len(greedy), [False] * len(greedy), 0.0)
+    remaining = list(greedy)  # best first, always
+    order: list[int] = []
+    propensity: list[float] = []
+    explored: list[bool] = []
+    cost = 0.0
+    logits = _logits(scores) / cfg.temperature if cfg.policy == "softmax" else None
+    for _ in range(min(cfg.slots, len(greedy))):
+        if logits is None:
+            pick, p = _epsilon(remaining, cfg.epsilon, rng)
+        else:
+            pick, p = _softmax(remaining, logits, rng)
+        best, chosen = remaining[0], remaining.pop(pick)
+        order.append(chosen)
+        propensity.append(p)
+        explored.append(pick != 0)
+        cost += float(scores[best] - scores[chosen])
+    ranked = len(order)
+    order += remaining
+    propensity += [1.0] * len(remaining)
+    explored += [False] * len(remaining)
+    return Ranking(order, propensity, explored, cost, ranked)
+
+
+def _epsilon(remaining: list[int], epsilon: float, rng: np.random.Generator,
+             ) -> tuple[int, float]:
+    n = len(remaining)
+    pick = int(rng.integers(n)) if rng.random() < epsilon else 0
+    return pick, (1.0 - epsilon) * (pick == 0) + epsilon / n
+
+
+def _softmax(remaining: list[int], logits: np.ndarray, rng: np.random.Generator,
+             ) -> tuple[int, float]:
+    z = logits[remaining]
+    w = np.exp(z - z.max())
+    p = w / w.sum()
+    pick = int(rng.choice(len(remaining), p=p))
+    return pick, float(p[pick])
+
+
+def _logits(scores: np.ndarray) -> np.ndarray:
+    q = np.clip(scores.astype(np.float64), _EPS, 1.0 - _EPS)
+    return np.log(q) - np.log1p(-q)
