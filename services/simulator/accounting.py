@@ -138,13 +138,15 @@ def oracle_top_k(true_p: Sequence[float], k: int) -> list[float]:
 
 @dataclass(frozen=True)
 class CtrFigures:
-    """Rolling CTR of the served ranking (observed and expected from the truth) and of the
-    oracle ranking (expected); ``ratio`` = served expected / oracle expected."""
+    """Rolling CTR of the served ranking (observed and expected from the truth), of the
+    oracle ranking and of the frozen model's ranking (expected); ``ratio`` = served expected /
+    oracle expected."""
 
     impressions: int
     served: float
     served_expected: float
     oracle_expected: float
+    frozen_expected: float = math.nan
 
     @property
     def ratio(self) -> float:
@@ -156,30 +158,36 @@ class CtrTracker:
 
     Example:
         >>> t = CtrTracker(window=10)
-        >>> t.update(shown_true_p=[0.2, 0.1], clicks=1, oracle_true_p=[0.4, 0.2])
+        >>> t.update(shown_true_p=[0.2, 0.1], clicks=1, oracle_true_p=[0.4, 0.2],
+        ...          frozen_true_p=[0.1, 0.1])
         >>> f = t.figures()
         >>> f.served, round(f.served_expected, 4), round(f.oracle_expected, 4), round(f.ratio, 4)
         (0.5, 0.15, 0.3, 0.5)
+        >>> round(f.frozen_expected, 4)
+        0.1
     """
 
     def __init__(self, window: int = 1_000) -> None:
         if window < 1:
             raise SimulatorError("window must be at least 1")
-        self._requests: deque[tuple[int, int, float, float]] = deque(maxlen=window)
+        self._requests: deque[tuple[int, int, float, float, float]] = deque(maxlen=window)
 
     def update(self, shown_true_p: Sequence[float], clicks: int,
-               oracle_true_p: Sequence[float]) -> None:
-        """One request: true p of what was shown, its clicks, true p of the oracle's top-k."""
+               oracle_true_p: Sequence[float],
+               frozen_true_p: Sequence[float] | None = None) -> None:
+        """One request: true p of what was shown, its clicks, true p of the oracle's top-k and
+        of the frozen model's top-k (what the initial champion would have shown)."""
+        frozen = math.nan if frozen_true_p is None else math.fsum(frozen_true_p)
         self._requests.append((len(shown_true_p), clicks, math.fsum(shown_true_p),
-                               math.fsum(oracle_true_p)))
+                               math.fsum(oracle_true_p), frozen))
 
     def figures(self) -> CtrFigures:
-        shown, clicks, expected, oracle = (np.sum([r[i] for r in self._requests])
-                                           for i in range(4))
+        shown, clicks, expected, oracle, frozen = (np.sum([r[i] for r in self._requests])
+                                                   for i in range(5))
         if not shown:
             return CtrFigures(0, math.nan, math.nan, math.nan)
         return CtrFigures(int(shown), float(clicks / shown), float(expected / shown),
-                          float(oracle / shown))
+                          float(oracle / shown), float(frozen / shown))
 
 
 class RecoveryTracker:

@@ -177,7 +177,8 @@ def _summary(driver: Any, frozen_version: str) -> dict[str, Any]:
                     "optimal": num(overall.optimal)},
         "regret": {"system": num(overall.regret), "frozen": num(overall.frozen_regret)},
         "ctr": {"served": num(ctr.served), "served_expected": num(ctr.served_expected),
-                "oracle_expected": num(ctr.oracle_expected)},
+                "oracle_expected": num(ctr.oracle_expected),
+                "frozen_expected": num(ctr.frozen_expected)},
         "recovery_labels": {str(k): v for k, v in driver.recoveries.items()},
     }
 
@@ -196,8 +197,9 @@ def _print_summary(s: dict[str, Any], console: Console) -> None:
         ("regret system / frozen", " / ".join(
             _fmt(s["regret"][k]) if s["regret"][k] is not None else "-"
             for k in ("system", "frozen"))),
-        ("CTR served / oracle (expected)",
+        ("CTR served / frozen / oracle (expected)",
          f"{_fmt(s['ctr']['served_expected'] or math.nan)} / "
+         f"{_fmt(s['ctr'].get('frozen_expected') or math.nan)} / "
          f"{_fmt(s['ctr']['oracle_expected'] or math.nan)}"),
         ("champion (frozen)", f"{s['champion']} ({s['frozen_version']})"),
         ("promotions", str(s["promotions"])),

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+import numpy as np
 
 from models.evaluation import log_loss
 from models.learners.base import Model
@@ -137,7 +138,7 @@ class Counts:
 
 
 ROW_FIELDS = ("labels", "requests", "elapsed_s", "system", "frozen", "optimal", "regret",
-              "ctr", "ctr_expected", "ctr_oracle", "champion", "promotions")
+              "ctr", "ctr_expected", "ctr_oracle", "ctr_frozen", "champion", "promotions")
 
 
 def frozen_scores(model: Model, body: dict[str, Any]) -> list[float]:
@@ -224,16 +225,18 @@ class Driver:
         predictions = response["predictions"]
         self.counts.predictions += len(predictions)
         outcome = respond(request, predictions, served_ts, self.behaviour, self.seed)
-        frozen = dict(zip((c["item_id"] for c in body["candidates"]),
-                          frozen_scores(self.frozen, body), strict=True))
+        by_frozen = frozen_scores(self.frozen, body)
+        frozen = dict(zip((c["item_id"] for c in body["candidates"]), by_frozen, strict=True))
         clicks = {e["prediction_id"]: int(e["ts"]) for e in outcome.events
                   if e["type"] == "click"}
         for truth in outcome.shown:
             self.book.add(Pending(index, truth.score, frozen[truth.item_id], truth.true_p,
                                   truth.genuine), served_ts, clicks.get(truth.prediction_id))
         shown = outcome.shown
+        frozen_top = np.argsort(-np.asarray(by_frozen), kind="stable")[: len(shown)]
         self.ctr.update([t.true_p for t in shown], sum(t.clicked for t in shown),
-                        oracle_top_k(request.true_p, len(shown)))
+                        oracle_top_k(request.true_p, len(shown)),
+                        [request.true_p[int(i)] for i in frozen_top])
         self.queue.push(list(outcome.events))
 
     def flush(self, now_ms: int | None = None, everything: bool = False) -> None:
@@ -277,6 +280,7 @@ class Driver:
                 "elapsed_s": round(self.clock() - self._started, 3), "system": f.system,
                 "frozen": f.frozen, "optimal": f.optimal, "regret": f.regret, "ctr": c.served,
                 "ctr_expected": c.served_expected, "ctr_oracle": c.oracle_expected,
+                "ctr_frozen": c.frozen_expected,
                 "champion": self.champion or "", "promotions": self.promotions}
 
     # -- the run ---------------------------------------------------------------------------

@@ -193,8 +193,10 @@ def _plots(out_dir: Path, series: Series, summary: dict[str, Any]) -> None:
     fig, ax = plt.subplots(figsize=(9, 4))
     ax.plot(labels, cols["ctr_expected"], label="served (expected)", color="tab:blue")
     ax.plot(labels, cols["ctr_oracle"], label="oracle (expected)", color="black")
+    ax.plot(labels, cols["ctr_frozen"], label="frozen model (expected)", color="tab:gray",
+            ls="--")
     _markers(ax, series, drifts)
-    ax.set(xlabel="labels", ylabel="CTR", title=f"{title}: CTR served vs oracle")
+    ax.set(xlabel="labels", ylabel="CTR", title=f"{title}: CTR served vs frozen vs oracle")
     ax.legend(loc="best")
     _time_axis(ax, series)
     fig.tight_layout()
@@ -223,8 +225,9 @@ def _markdown(series: Series, summary: dict[str, Any]) -> str:
         ("final rolling regret (system)", _fmt(_last(series.columns["regret"]))),
         ("mean regret (system)", _fmt(regret.get("system"))),
         ("mean regret (frozen)", _fmt(regret.get("frozen"))),
-        ("CTR served / oracle (expected)",
-         f"{_fmt(ctr.get('served_expected'))} / {_fmt(ctr.get('oracle_expected'))}"),
+        ("CTR served / frozen / oracle (expected)",
+         f"{_fmt(ctr.get('served_expected'))} / {_fmt(ctr.get('frozen_expected'))} / "
+         f"{_fmt(ctr.get('oracle_expected'))}"),
         ("recovery labels", ", ".join(f"drift at request {k}: "
                                       f"{'not recovered' if v is None else v}"
                                       for k, v in recovery.items()) or "-"),

@@ -22,7 +22,8 @@ def make_row(i: int, champion: str = "v1", promotions: int = 0, **over: Any) -> 
     regret = 0.1 / (i + 1)
     row = {"labels": 500 * (i + 1), "requests": 120 * (i + 1), "elapsed_s": 2.0 * (i + 1),
            "system": 0.3 + regret, "frozen": 0.45, "optimal": 0.3, "regret": regret,
-           "ctr": 0.05, "ctr_expected": 0.05, "ctr_oracle": 0.07, "champion": champion,
+           "ctr": 0.05, "ctr_expected": 0.05, "ctr_oracle": 0.07, "ctr_frozen": 0.04,
+           "champion": champion,
            "promotions": promotions}
     return {**row, **over}
 
