@@ -54,7 +54,6 @@ from services.simulator.replay import STAGES, QualityConfig, StageResult, run_st
 def run_scenario(cfg: QualityConfig, stages: Sequence[str], console: Console | None = None,
                  ) -> dict[str, StageResult]:
     settings, gate = TrainerSettings(), GateSettings()
-    exploration = exploration_of(ServingSettings())  # as serving explores (env overrides)
     try:
         scenario = build(cfg.scenario, cfg.seed, drift_at=cfg.warmup + cfg.drift_after)
     except SimulatorError:  # a scenario without a drift point (stationary)
@@ -65,14 +64,15 @@ def run_scenario(cfg: QualityConfig, stages: Sequence[str], console: Console | N
     results = {}
     with Progress(*columns, console=console, transient=True, disable=console is None) as bar:
         for stage in stages:
-            results[stage] = run_stage(stage, scenario, world, initial, cfg, settings, gate, bar,
-                                       exploration=exploration)
+            results[stage] = run_stage(stage, scenario, world, initial, cfg, settings, gate, bar)
     return results
 
 
 def run(quick: bool = False, console: Console | None = None, scenario: str = "sudden",
         seed: int = 0) -> dict[str, Any]:
-    cfg = QualityConfig(scenario=scenario, seed=seed)
+    # Ranked as serving ranks: its exploration settings (env overrides included).
+    cfg = QualityConfig(scenario=scenario, seed=seed,
+                        exploration=exploration_of(ServingSettings()))
     if quick:
         cfg = replace(cfg, warmup=1_000, requests=2_500, drift_after=800)
     say = console.print if console else (lambda *a, **k: None)
@@ -110,7 +110,7 @@ def run(quick: bool = False, console: Console | None = None, scenario: str = "su
         "ctr_recovery_labels": stateful.ctr_recovery_labels,
         # Serving's exploration (serving.exploration*) and its steady-state cost: the share of
         # the greedy ranking's expected CTR before the drift that it gave up, per stage.
-        "exploration": asdict(exploration_of(ServingSettings())),
+        "exploration": asdict(cfg.exploration),
         "exploration_cost": {s: _round(r.exploration_cost, 4) for s, r in results.items()},
         "nonpersonal_regret": _round(stateful.nonpersonal_regret),
         "pre_drift_within_tolerance": _round(stateful.pre_drift_within_tolerance, 4),

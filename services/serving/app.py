@@ -28,7 +28,6 @@ from services.serving.context import ContextDep, ServingContext
 from services.serving.metrics import ServingMetrics
 from services.serving.schemas import EventsRequest, EventsResponse, PredictRequest, PredictResponse
 from services.serving.scoring import (
-    GREEDY,
     FeatureLimitError,
     accept_events,
     event_message,
@@ -95,7 +94,7 @@ def create_app(ctx: ServingContext) -> FastAPI:
             raise HTTPException(503, "no model loaded yet", headers={"Retry-After": "1"})
         try:
             scored = score(champion, body, request_id=_new_id(), now_ms=int(time.time() * 1000),
-                           exploration=ctx.exploration or GREEDY)
+                           exploration=ctx.exploration, rng=ctx.rng)
         except FeatureLimitError as err:
             raise validation_error([("body", "candidates", err.index, "features")],
                                    str(err)) from None

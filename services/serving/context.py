@@ -7,8 +7,10 @@ hand and a sink of their choosing, without Redis or Kafka.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Annotated
 
+import numpy as np
 from fastapi import Depends, Request
 
 from config.settings import KafkaSettings, ServingSettings
@@ -33,7 +35,6 @@ class ServingContext:
         metrics: The process's Prometheus objects.
         registry: Admin endpoints answer 503 without one.
         watcher: Started and stopped with the app when given.
-        exploration: How the ranking explores; None: as ``settings`` say.
     """
 
     settings: ServingSettings
@@ -44,11 +45,16 @@ class ServingContext:
     metrics: ServingMetrics
     registry: RedisRegistry | None = None
     watcher: ChampionWatcher | None = None
-    exploration: Exploration | None = None
 
-    def __post_init__(self) -> None:
-        if self.exploration is None:  # as the settings say
-            self.exploration = exploration_of(self.settings)
+    @cached_property
+    def exploration(self) -> Exploration:
+        """How the ranking explores, as ``settings`` say (built once)."""
+        return exploration_of(self.settings)
+
+    @cached_property
+    def rng(self) -> np.random.Generator:
+        """This process's draws for exploration."""
+        return np.random.default_rng()
 
 
 async def _context(request: Request) -> ServingContext:

@@ -37,11 +37,11 @@ from typing import Any, Final, Literal, get_args
 
 import numpy as np
 
+from models.evaluation.metrics import EPS
 from services.errors import ServicesError
 
 Policy = Literal["none", "epsilon", "softmax"]
 POLICIES: Final[tuple[Policy, ...]] = get_args(Policy)
-_EPS: Final = 1e-7
 
 
 class ExplorationError(ServicesError, ValueError):
@@ -101,11 +101,17 @@ class Ranking:
     ranked: int = 0
 
 
-def rank(scores: np.ndarray, cfg: Exploration, rng: np.random.Generator) -> Ranking:
-    """Order the candidates of one request under ``cfg``, with each slot's propensity."""
+def rank(scores: np.ndarray, cfg: Exploration, rng: np.random.Generator | None) -> Ranking:
+    """Order the candidates of one request under ``cfg``, with each slot's propensity.
+
+    Raises:
+        ExplorationError: A policy that draws was given no generator to draw from.
+    """
     greedy = np.argsort(-scores, kind="stable").tolist()
     if cfg.policy == "none" or len(greedy) < 2:
         return Ranking(greedy, [1.0] * len(greedy), [False] * len(greedy), 0.0)
+    if rng is None:
+        raise ExplorationError(f"exploration policy {cfg.policy!r} needs a random generator")
     remaining = list(greedy)  # best first, always
     order: list[int] = []
     propensity: list[float] = []
@@ -146,5 +152,5 @@ def _softmax(remaining: list[int], logits: np.ndarray, rng: np.random.Generator,
 
 
 def _logits(scores: np.ndarray) -> np.ndarray:
-    q = np.clip(scores.astype(np.float64), _EPS, 1.0 - _EPS)
+    q = np.clip(scores.astype(np.float64), EPS, 1.0 - EPS)  # the gate's clipping
     return np.log(q) - np.log1p(-q)

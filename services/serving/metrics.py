@@ -94,6 +94,8 @@ class ServingMetrics:
 
     def explored(self, ranking: Ranking) -> None:
         """Count one request's explored slots (only those the policy ranked) and their cost."""
+        if not ranking.ranked:
+            return  # no exploration: nothing to count
         n = sum(ranking.explored)
         if n:
             self._slots["explored"].inc(n)

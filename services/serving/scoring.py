@@ -35,7 +35,6 @@ from streams.schemas import MAX_FEATURES, Event, FeatureValue, TimeBounds, encod
 
 CHAMPION_ARM: Final = "champion"
 GREEDY: Final = Exploration()  # no exploration: best score first
-_RNG: Final = np.random.default_rng()  # serving's draws; tests and replays pass their own
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +124,7 @@ def score(
         scores = np.clip(np.nan_to_num(scores, nan=0.0, posinf=1.0, neginf=0.0), 0.0, 1.0)
     ids = [f"{request_id}-{i}" for i in range(len(features))]
     values = scores.tolist()
-    ranking = rank(scores, exploration, rng if rng is not None else _RNG)
+    ranking = rank(scores, exploration, rng)
     propensity = [1.0] * len(values)
     for slot, i in enumerate(ranking.order):
         propensity[i] = ranking.propensity[slot]

@@ -32,6 +32,7 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from services.simulator.accounting import RollingMean
 from services.simulator.world import SimulatorError
 
 
@@ -64,7 +65,7 @@ class RankingTracker:
         self._before = [0.0, 0.0, 0]  # served sum, oracle sum, labels
         self._after = [0.0, 0.0, 0]
         self._tail: deque[tuple[float, float]] = deque(maxlen=tail)
-        self._rolling: deque[float] = deque(maxlen=window)
+        self._rolling = RollingMean(window)
         self._labels_after = 0
         self._fell = False
         self._recovery: int | None = None
@@ -80,10 +81,9 @@ class RankingTracker:
             self._labels_after += 1
             if self._labels_after <= self.early:
                 _add(self._after, served, oracle)
-            self._rolling.append(served)
+            mean = self._rolling.update(served)
             if self._recovery is None and len(self._rolling) == self.window:
                 pre = self._before[0] / self._before[2] if self._before[2] else math.nan
-                mean = math.fsum(self._rolling) / self.window
                 if mean < self.recovered * pre:
                     self._fell = True
                 elif self._fell:

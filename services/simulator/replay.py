@@ -79,6 +79,7 @@ class QualityConfig:
     recovery_tolerance: float = 0.05
     ranking_phase: int = 5_000  # labels of the early post-drift and of the tail phase
     ranking_window: int = 1_000  # labels the served CTR's recovery is averaged over
+    exploration: Exploration = GREEDY  # serving's exploration (bench quality: its settings)
 
 
 @dataclass
@@ -142,10 +143,10 @@ def warm_champion(scenario: Scenario, world: World, cfg: QualityConfig,
 
 def run_stage(stage: str, scenario: Scenario, world: World, initial: Model,
               cfg: QualityConfig, settings: TrainerSettings, gate: GateSettings,
-              progress: Any = None, verbose: bool = False,
-              exploration: Exploration = GREEDY) -> StageResult:
+              progress: Any = None, verbose: bool = False) -> StageResult:
     """Serve ``cfg.requests`` requests after the warm-up with ``stage``'s learning, ranked as
-    serving ranks them under ``exploration`` (``services.serving.exploration``)."""
+    serving ranks them under ``cfg.exploration`` (``services.serving.exploration``)."""
+    exploration = cfg.exploration
     champion = initial.clone()
     rng = np.random.default_rng([cfg.seed, 7])  # serving's draws, the same for every stage
     greedy_before = served_before = 0.0  # true p shown before the drift: greedy vs served

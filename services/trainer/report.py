@@ -1,4 +1,5 @@
-"""What the trainer tells people about each ``Learner`` outcome: metrics and console lines.
+"""What the trainer tells people about each ``Learner`` outcome, and its consumer lag: metrics
+and console lines.
 
 The service applies an outcome to the registry and the checkpoint; everything it says about
 it — counters, gauges, the drift watch's monitors and alarms, the gate's line — goes through
@@ -8,8 +9,10 @@ one ``Report``, so the service's own code is only the applying.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import Any
 
+from confluent_kafka import Consumer, KafkaException
 from rich.console import Console
 
 from models.evaluation.metrics import auc
@@ -84,6 +87,18 @@ class Report:
                       _safe_auc(fresh.labels, fresh.champion_scores))
         m.prequential(version, "challenger", float(fresh.challenger_losses.mean()),
                       _safe_auc(fresh.labels, fresh.challenger_scores))
+
+    def lag(self, consumer: Consumer, next_offsets: Mapping[int, int]) -> None:
+        """Messages behind the end of each assigned partition."""
+        for tp in consumer.assignment():
+            try:
+                # Cached: librdkafka updates the high watermark from every fetch response,
+                # where a broker query costs about 0.4 s per partition.
+                _, high = consumer.get_watermark_offsets(tp, cached=True)
+            except KafkaException:
+                continue
+            done = next_offsets.get(tp.partition, 0)
+            self.metrics.lag.labels(partition=str(tp.partition)).set(max(0, high - done))
 
     def progress(self, totals: Totals, evaluation: Evaluation, rate: float) -> None:
         """The periodic progress line."""

@@ -25,7 +25,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any, cast
+from typing import Any
 
 from confluent_kafka import (
     OFFSET_STORED,
@@ -54,7 +54,6 @@ from models.training.batching import CohortBuffer, MicroBatcher, SeenIds
 from models.training.loop import Learner, Outcome
 from models.training.policies import TrainingPolicy
 from models.training.step import Evaluation, Labeled
-from models.training.triggered import TriggeredPolicy
 from services.registry.base import ensure_champion, register
 from services.registry.redis import RedisRegistry
 from services.trainer.build import build_learner, new_model
@@ -66,14 +65,13 @@ from services.trainer.state import (
     OffsetLedger,
     Received,
     Totals,
+    checkpoint_of,
     durable_offsets,
-    policy_memory,
-    restore_memory,
-    window_of,
+    resume,
 )
 from services.trainer.store import StateStore
 from streams.dlq import DlqWriter
-from streams.schemas import DecodeError, Example, TimeBounds, decode_example
+from streams.schemas import DecodeError, TimeBounds, decode_example
 
 log = logging.getLogger(__name__)
 
@@ -196,13 +194,8 @@ class Trainer:
                                      challenger=challenger, triggers=self.triggers,
                                      drift=self.drift_cfg)
         if cp is not None:
-            self.learner.sanity = list(cp.sanity[: self.cfg.sanity_size])
-            if same:
-                self.learner.since_gate = cp.since_gate
-                if cp.evaluation is not None:
-                    self.learner.evaluation.add(cp.evaluation)
-            if cp.mode == self.mode:
-                restore_memory(self.policy, cp, same, self.cfg.seed, self.cfg.replay_capacity)
+            resume(self.learner, cp, same_mode=cp.mode == self.mode, same_challenger=same,
+                   seed=self.cfg.seed, replay_capacity=self.cfg.replay_capacity)
         self.metrics.restored_examples.set(self.totals.trained)
         self.metrics.durable_examples.set(self.totals.trained)
 
@@ -399,17 +392,10 @@ class Trainer:
             return
         started = time.perf_counter()
         self.producer.flush(30)  # DLQ records are durable before their offsets are passed
-        memory, memory_seen = policy_memory(self.policy)
-        self.store.save(Checkpoint(
-            mode=self.mode, champion=self.champion_version,
-            challenger=self.policy.challenger.save(), ledger=self._durable_ledger(),
-            seen=self.seen.to_state(), totals=self.totals, since_gate=self.learner.since_gate,
-            evaluation=window_of(self.evaluation),
-            sanity=[cast(Example, e) for e in self.sanity], memory=memory,
-            memory_seen=memory_seen, saved_at=self.now_ms(),
-            policy_state=(self.policy.state() if isinstance(self.policy, TriggeredPolicy)
-                          else {}),
-        ))
+        self.store.save(checkpoint_of(
+            self.learner, mode=self.mode, champion=self.champion_version,
+            ledger=self._durable_ledger(), seen=self.seen.to_state(), totals=self.totals,
+            saved_at=self.now_ms()))
         offsets = [TopicPartition(self.kafka.examples_topic, p, o)
                    for p, o in sorted(self._durable_offsets().items())]
         if offsets:
@@ -422,7 +408,7 @@ class Trainer:
         self.metrics.checkpoints.inc()
         self.metrics.checkpoint_seconds.observe(time.perf_counter() - started)
         self.metrics.durable_examples.set(self.totals.trained)
-        self._update_lag()
+        self.report.lag(self.consumer, self.ledger.next_offsets)
 
     def _durable_offsets(self) -> dict[int, int]:
         return durable_offsets(self.ledger.next_offsets, self.cohorts.held())
@@ -433,17 +419,6 @@ class Trainer:
         ledger = copy.copy(self.ledger)
         ledger.next_offsets = self._durable_offsets()
         return ledger
-
-    def _update_lag(self) -> None:
-        for tp in self.consumer.assignment():
-            try:
-                # Cached: librdkafka updates the high watermark from every fetch response,
-                # where a broker query costs about 0.4 s per partition.
-                _, high = self.consumer.get_watermark_offsets(tp, cached=True)
-            except KafkaException:
-                continue
-            done = self.ledger.next_offsets.get(tp.partition, 0)
-            self.metrics.lag.labels(partition=str(tp.partition)).set(max(0, high - done))
 
     def _housekeeping(self) -> None:
         now = time.monotonic()

@@ -34,6 +34,7 @@ import numpy as np
 import orjson
 
 from models.registry import Lineage, OffsetRange
+from models.training.loop import Learner
 from models.training.policies import StatefulPolicy, StatelessPolicy, TrainingPolicy
 from models.training.replay import Reservoir
 from models.training.step import Evaluation, StepResult
@@ -255,9 +256,40 @@ def window_of(evaluation: Evaluation) -> StepResult | None:
                       p.challenger_scores, p.labels)
 
 
-def policy_memory(policy: TrainingPolicy) -> tuple[list[Example], int]:
-    """What a policy holds besides its challenger, for the checkpoint: the triggered policy's
-    buffer, the stateless window, or the stateful replay reservoir (with how much it saw)."""
+def checkpoint_of(learner: Learner, *, mode: str, champion: str, ledger: OffsetLedger,
+                  seen: list[list[Any]], totals: Totals, saved_at: int) -> Checkpoint:
+    """What of the decision loop a restart needs, with the service's own state: the
+    challenger, the evaluation window, the sanity set, the gate cadence and what the policy
+    holds besides its challenger (``resume`` is the inverse)."""
+    policy = learner.policy
+    memory, memory_seen = _policy_memory(policy)
+    return Checkpoint(
+        mode=mode, champion=champion, challenger=policy.challenger.save(), ledger=ledger,
+        seen=seen, totals=totals, since_gate=learner.since_gate,
+        evaluation=window_of(learner.evaluation),
+        sanity=[e for e in learner.sanity if isinstance(e, Example)], memory=memory,
+        memory_seen=memory_seen, saved_at=saved_at,
+        policy_state=policy.state() if isinstance(policy, TriggeredPolicy) else {},
+    )
+
+
+def resume(learner: Learner, cp: Checkpoint, *, same_mode: bool, same_challenger: bool,
+           seed: int, replay_capacity: int) -> None:
+    """Put a checkpoint's loop state back into a freshly built ``learner``. The evaluation
+    and the cadence only describe the checkpoint's challenger; the policy's memory only a
+    policy of the same mode."""
+    learner.sanity = list(cp.sanity[: learner.sanity_size])
+    if same_challenger:
+        learner.since_gate = cp.since_gate
+        if cp.evaluation is not None:
+            learner.evaluation.add(cp.evaluation)
+    if same_mode:
+        _restore_memory(learner.policy, cp, same_challenger, seed, replay_capacity)
+
+
+def _policy_memory(policy: TrainingPolicy) -> tuple[list[Example], int]:
+    """The triggered policy's buffer, the stateless window, or the stateful replay reservoir
+    (with how much it saw)."""
     if isinstance(policy, TriggeredPolicy):
         return [e for e in policy.buffer if isinstance(e, Example)], 0
     if isinstance(policy, StatelessPolicy):
@@ -268,9 +300,9 @@ def policy_memory(policy: TrainingPolicy) -> tuple[list[Example], int]:
     return [], 0
 
 
-def restore_memory(policy: TrainingPolicy, cp: Checkpoint, same_challenger: bool, seed: int,
-                   replay_capacity: int) -> None:
-    """Inverse of ``policy_memory`` on a policy of the checkpoint's mode."""
+def _restore_memory(policy: TrainingPolicy, cp: Checkpoint, same_challenger: bool, seed: int,
+                    replay_capacity: int) -> None:
+    """Inverse of ``_policy_memory`` on a policy of the checkpoint's mode."""
     if isinstance(policy, TriggeredPolicy):
         policy.buffer.extend(cp.memory)
         policy.load_state(cp.policy_state)
