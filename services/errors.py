@@ -8,7 +8,8 @@ Each error stays beside the code that raises it, under this root::
     ├── services.trainer.state.StateError       a stored trainer state that cannot be read
     ├── services.trainer.store.LockError        another trainer holds this group's state
     ├── services.simulator.world.SimulatorError (also ValueError)    a simulator setup refused
-    │   └── services.simulator.report.ReportError                   simulate output unusable
+    │   ├── services.simulator.report.ReportError                   simulate output unusable
+    │   └── services.simulator.movielens.DatasetError  MovieLens not fetched, or not the files
     ├── services.local.stack.process.StackError  the local stack would not start or stop
     ├── services.ops.prometheus.PrometheusError  no Prometheus binary, or it never got ready
     └── services.ops.render.RenderError          a query refused or a panel not on the board
