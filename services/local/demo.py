@@ -104,7 +104,7 @@ def cmd_demo_run(args: argparse.Namespace) -> int:
                   f"{args.seconds:.0f} s at {args.rate:g} requests/s; logs in {loop.workdir}")
     try:
         _register_warm_champion(prefix, loop.signing_key, args, console)
-        _start(loop, console)
+        start_loop(loop, console)
         return _simulate(loop, args, console)
     except (TimeoutError, RuntimeError) as err:
         console.print(f"[red]error:[/] {err}")
@@ -145,8 +145,8 @@ def _register_warm_champion(prefix: str, signing_key: str, args: argparse.Namesp
                   "before the run")
 
 
-def _start(loop: LocalLoop, console: Console) -> None:
-    """serve, join, train, each once the previous one answers."""
+def start_loop(loop: LocalLoop, console: Console) -> None:
+    """serve, join, train, each once the previous one answers (the demo, ``bench replay``)."""
     with console.status("starting serve…"):
         loop.start("serve")
         wait_for(lambda: loop.serving_ready() or loop.dead(), 90, "serving's /readyz",
