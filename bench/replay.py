@@ -11,7 +11,9 @@ scored by the model of that moment before anything learns from it.
   decision loop in process (``through_learner``: ``build_learner(TrainerSettings(),
   GateSettings())`` from the cold start, micro-batches of 512, the gate deciding what
   serves); the scores are the champion's, i.e. what serving would have served.
-  ``challenger_auc``: the challenger's, before it learnt each batch.
+  ``challenger_auc``: the challenger's, before it learnt each batch. ``model_auc_at_batch``:
+  the same model alone (``model_progressive``: each micro-batch scored, then learnt; no gate,
+  bot guard or per-user cap), so what the loop costs or brings shows.
 - ``river_logreg_auc``, ``river_fm_auc``, ``river_best_auc``: river's LogisticRegression
   (SGD 0.05) and FMClassifier (its linear weights on SGD 0.05, as the LR; latent defaults), on
   one-hot dicts of the same features, each rating scored then learnt on its own.
@@ -56,7 +58,12 @@ from models.evaluation import auc, log_loss
 from models.evaluation.metrics import auc_difference_z
 from models.training.step import LabeledExample
 from services.simulator import movielens
-from services.simulator.progressive import batch_trained, river_progressive, through_learner
+from services.simulator.progressive import (
+    batch_trained,
+    model_progressive,
+    river_progressive,
+    through_learner,
+)
 from services.trainer.build import new_model
 
 QUICK_RATINGS = 12_000
@@ -96,6 +103,10 @@ def run(quick: bool = False, console: Console | None = None) -> dict[str, Any]:
             served = through_learner(stream, settings, gate,
                                      times_ms=[r.ts_ms for r in ratings],
                                      advance=_advance(bar, task))
+            alone = model_progressive(new_model(settings), stream,
+                                      batch_size=settings.batch_size,
+                                      advance=_advance(bar, bar.add_task(
+                                          "default model alone", total=n)))
         with _timed(seconds, "river"):
             for name, model in river_models().items():
                 river[name] = river_progressive(model, stream,
@@ -115,6 +126,8 @@ def run(quick: bool = False, console: Console | None = None) -> dict[str, Any]:
         "logloss": _round(log_loss(labels, served.champion)),
         "challenger_auc": _round(auc(labels, served.challenger)),
         "challenger_logloss": _round(log_loss(labels, served.challenger)),
+        "model_auc_at_batch": _round(auc(labels, alone)),
+        "model_logloss_at_batch": _round(log_loss(labels, alone)),
         "decisions": served.decisions, "promotions": served.promotions,
         "rejections": served.rejections, "guarded": served.guarded, "capped": served.capped,
         "alarms": served.alarms,
@@ -132,7 +145,8 @@ def run(quick: bool = False, console: Console | None = None) -> dict[str, Any]:
         f"({settings.model}) AUC {figures['auc']} log loss {figures['logloss']} (challenger "
         f"{figures['challenger_auc']}); {served.promotions} promotions, {served.rejections} "
         f"rejections; bot guard kept {served.guarded:,} from learning, per-user cap "
-        f"{served.capped:,}")
+        f"{served.capped:,}; the model alone in the same micro-batches AUC "
+        f"{figures['model_auc_at_batch']}")
     say(f"river: logreg AUC {figures['river_logreg_auc']} (scoring {settings.batch_size} before "
         f"learning them: {figures['river_logreg_auc_at_batch']}), fm {figures['river_fm_auc']}")
     say(f"last {n - split:,} ratings: batch-trained on the first {split:,} AUC "

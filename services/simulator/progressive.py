@@ -1,13 +1,15 @@
 """Progressive evaluation on a logged stream of labelled requests: every example is scored by
 the model that would have served it, then learnt.
 
-Three ways to learn the same stream, in process, for ``bench replay``:
+Four ways to learn the same stream, in process, for ``bench replay``:
 
 - ``through_learner``: the trainer's decision loop with its settings (``build_learner``, the
   ``Learner`` ``streamlearn train`` runs), in micro-batches of ``settings.batch_size``. Each
   batch is scored by the champion of that moment (what serving would have served) and by the
   challenger before the loop steps on it, so the scores cover every example, including those
   the bot guard or the per-user cap keep from learning;
+- ``model_progressive``: the same model alone, each micro-batch scored then learnt, without
+  the loop's gate, bot guard and per-user cap (what the loop itself costs or brings);
 - ``river_progressive``: a river classifier's own ``predict_proba_one`` then ``learn_one`` on
   one-hot dicts (``one_hot``); with ``batch_size`` > 1 a whole batch is scored before it is
   learnt, which is the label delay the trainer's micro-batches impose;
@@ -106,6 +108,30 @@ def through_learner(stream: Sequence[Labeled], settings: TrainerSettings, gate: 
     c = learner.counts
     return Served(labels, champion, challenger, c.decisions, c.promotions, c.rejections,
                   c.guarded, c.capped, c.alarms)
+
+
+def model_progressive(model: Model, stream: Sequence[Labeled], *, batch_size: int,
+                      advance: Advance | None = None) -> np.ndarray:
+    """``model``'s click probabilities on ``stream``, each micro-batch scored, then learnt
+    (``learn_many``): the model alone, without the loop's gate, guard or per-user cap.
+
+    Example:
+        >>> from models import build_model
+        >>> from models.training.step import LabeledExample
+        >>> stream = [LabeledExample(f"p{i}", i % 2, {"odd": bool(i % 2)}) for i in range(8)]
+        >>> scores = model_progressive(build_model("logreg", hash_bits=8), stream, batch_size=4)
+        >>> [round(float(p), 2) for p in scores[:4]], bool(scores[5] > scores[4])
+        ([0.05, 0.05, 0.05, 0.05], True)
+    """
+    feats, labels = features_and_labels(stream)
+    scores = np.empty(len(stream))
+    for start in range(0, len(stream), batch_size):
+        end = min(start + batch_size, len(stream))
+        scores[start:end] = model.predict_proba_many(feats[start:end])
+        model.learn_many(feats[start:end], labels[start:end])
+        if advance is not None:
+            advance(end - start)
+    return scores
 
 
 def one_hot(features: Mapping[str, Any]) -> dict[FeatureName, float]:

@@ -26,8 +26,9 @@ def test_replay_bench_scores_every_model_and_the_services_on_the_same_ratings(
     assert figures["ratings"] == QUICK_RATINGS
     assert 0.5 < figures["positive_share"] < 0.6  # rating >= 4: 55 % of MovieLens-100K
     # Every model ranks better than chance on real data, none perfectly.
-    for name in ("auc", "challenger_auc", "river_logreg_auc", "river_fm_auc", "river_best_auc",
-                 "river_logreg_auc_at_batch", "batch_auc", "auc_last20"):
+    for name in ("auc", "challenger_auc", "model_auc_at_batch", "river_logreg_auc",
+                 "river_fm_auc", "river_best_auc", "river_logreg_auc_at_batch", "batch_auc",
+                 "auc_last20"):
         assert 0.5 < figures[name] < 1.0, (name, figures[name])
     assert figures["river_best_auc"] == max(figures["river_logreg_auc"],
                                             figures["river_fm_auc"])
