@@ -73,7 +73,7 @@ def test_the_current_window_slides_and_memory_stays_bounded() -> None:
     figures = m.drift()
     assert figures["device"].n_current == 500 == figures["price"].n_current
     # 3 categories of the reference and 'other': 'new' is pooled with the reference's rest.
-    assert len(m._monitors["device"].reference) == 4  # type: ignore[union-attr]
+    assert m._monitors["device"].binning.size == 4  # type: ignore[union-attr]
     assert figures["price"].ks == 1.0
 
 
