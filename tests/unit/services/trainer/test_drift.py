@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import math
 
 import numpy as np
 from rich.console import Console
@@ -98,3 +99,41 @@ def test_loss_alarms_are_the_loops_the_watch_only_counts_them() -> None:
     assert metrics.registry.get_sample_value("streamlearn_drift_alarms_total",
                                              {"detector": "adwin"}) == 1
     assert "drift alarm (adwin): champion log loss rose" in out.getvalue()
+
+
+def shown(n: int, seed: int, version: str, liked: tuple[str, ...], *,
+          score: float = 0.05) -> tuple[list[Example], StepResult]:
+    """Requests of 20 candidates (8 categories alike) of which a champion shows the 5 it
+    likes best: ``liked`` categories first."""
+    rng = np.random.default_rng(seed)
+    examples = []
+    for r in range(n // 5):
+        cats = rng.choice(list("abcdefgh"), size=20)
+        order = sorted(range(20), key=lambda i: (cats[i] not in liked, rng.random()))
+        device = "mobile" if rng.random() < 0.5 else "desktop"
+        ts = TS0 + 1_000 * seed + r  # served in seed order
+        examples += [Example(f"q{seed}x{r}-{i}", ts, ts + 1, 0,
+                             {"device": device, "item_category": str(cats[i])}, version,
+                             "champion", score * rng.uniform(0.5, 1.5), 1.0, "none")
+                     for i in order[:5]]
+    scores = np.array([e.score for e in examples])
+    labels = np.zeros(len(examples))
+    losses = log_losses(labels, scores)
+    return examples, StepResult(losses, losses, scores, scores, labels)
+
+
+def test_a_champion_that_shows_other_items_is_no_drift_and_restarts_the_score_reference() -> None:
+    w, m, _ = watch(features={"device": "categorical", "item_category": "categorical"},
+                    reference_size=1_000, window=1_000, report_every_examples=500)
+    get = m.registry.get_sample_value
+    for seed in range(4):  # the reference: a cold start shows candidates as they come
+        w.observe(*shown(500, seed, "ctr-v1.0", ()))
+    assert get("streamlearn_drift_prediction_score_psi", {}) < 0.05
+    for seed in range(4, 10):  # a trained champion shows what it likes, and scores higher
+        w.observe(*shown(500, seed, "ctr-v1.1", ("a", "b"), score=0.2))
+        if seed in (5, 6):  # its first 1,000 scores are the new reference: no figure yet
+            assert math.isnan(get("streamlearn_drift_prediction_score_psi", {}))
+    assert get("streamlearn_drift_feature_score", {"feature": "item_category"}) < 0.1
+    assert get("streamlearn_drift_prediction_score_psi", {}) < 0.05
+    assert all(get("streamlearn_drift_alarms_total", {"detector": d}) == 0
+               for d in ("feature_psi", "score_psi"))
