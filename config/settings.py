@@ -229,10 +229,8 @@ class TrainerSettings(_Section):
     model: Literal["fm", "logreg", "deepfm", "river_logreg", "river_hoeffding"] = "logreg"
     batch_size: int = Field(512, ge=1)
     max_wait_ms: int = Field(5_000, gt=0)
-    # Examples are held until their cohort's labels are all in
-    # (models.training.batching.CohortBuffer): this long after their prediction by the label
-    # watermark. -1: the joiner's attribution
-    # window + allowed lateness + 1 s; 0: train in arrival order.
+    # Examples wait until their cohort's labels are in (models.training.batching.CohortBuffer):
+    # this long after their prediction. -1: attribution window + lateness + 1 s; 0: no wait.
     cohort_wait_ms: int = Field(-1, ge=-1)
     # Bot guard (models.training.batching.ClickGuard): users with at least guard_min_labels
     # labels and a click rate of guard_max_ctr or more are not learnt from. 0: off.
@@ -295,7 +293,8 @@ class TriggerSettings(_Section):
 
 class DriftSettings(_Section):
     """What the trainer monitors for drift besides the loss (``models.drift.monitors``): features
-    against a reference window, served scores, and quality by slice."""
+    against a reference window, compared like with like across rankings, served scores, and
+    quality by slice."""
 
     section: ClassVar[str] = "drift"
 
@@ -315,6 +314,8 @@ class DriftSettings(_Section):
     # A concept-drift alarm re-freezes the gate's sanity set from the next examples: a set of
     # the old behaviour would reject every challenger that adapted as "forgetting".
     refresh_sanity_on_alarm: bool = True
+    # ...and races a replica that kept this share of the challenger (models.training.race).
+    forget_on_drift: float = Field(0.0, ge=0.0, le=1.0)
     score_drift: bool = True
     slice_feature: str = ""  # "" = no slices
     max_slices: int = Field(8, ge=2, le=50)

@@ -25,7 +25,7 @@ from typing import Any, ClassVar, Final
 
 import numpy as np
 
-from models.errors import BatchError, BlobError
+from models.errors import BatchError, BlobError, HyperparameterError
 from models.features.encoding import Batch
 
 MAGIC: Final = b"SLM1"
@@ -101,6 +101,19 @@ class Model(ABC):
     @abstractmethod
     def _from_blob(cls, header: dict[str, Any], payload: bytes) -> Model:
         """Rebuild a model from its parsed header and payload (called by ``load_model``)."""
+
+    @abstractmethod
+    def forget(self, keep: float) -> None:
+        """Unlearn in place after a concept drift: keep only a share ``keep`` of what was
+        learnt per feature and learn the next examples at full step size again.
+
+        Fine-tuning alone does not unlearn: after a shift, weights of what the ranking stopped
+        showing stay where the old world left them (BENCHMARKS.md, quality). ``keep=0`` is a
+        fresh start that keeps only the calibration (the bias) and the feature statistics.
+
+        Raises:
+            HyperparameterError: ``keep`` outside [0, 1].
+        """
 
     def embed_many(self, batch: Batch) -> np.ndarray:
         """Optional: a latent vector per dict (e.g. for retrieval or drift monitoring).
@@ -187,6 +200,13 @@ def check_labels(batch: Batch, labels: Sequence[int] | np.ndarray) -> np.ndarray
     if not np.all((y == 0.0) | (y == 1.0)):
         raise BatchError("labels must be 0 or 1")
     return y
+
+
+def check_keep(keep: float) -> float:
+    """``keep`` as a float in [0, 1] (``Model.forget``'s argument)."""
+    if not 0.0 <= keep <= 1.0:
+        raise HyperparameterError(f"forget: keep must be in [0, 1], got {keep}")
+    return float(keep)
 
 
 def logit(p: float) -> float:

@@ -26,7 +26,7 @@ from river import linear_model, optim, preprocessing, tree
 from models.errors import BlobError, HyperparameterError
 from models.evaluation.metrics import log_loss
 from models.features.encoding import Batch, FeatureEncoder, FeatureSpec, split_features, stable_hash
-from models.learners.base import Model, check_labels, logit, pack_blob
+from models.learners.base import Model, check_keep, check_labels, logit, pack_blob
 
 FeatureMode = Literal["raw", "hashed"]
 # One prepared example: (numeric features, categorical features); hashed rows are all numeric.
@@ -166,6 +166,12 @@ class RiverModel(Model):
         for row, label in zip(rows, y.tolist(), strict=True):
             self._learn_one(row, label == 1.0)
         return log_loss(y, before)
+
+    def forget(self, keep: float) -> None:
+        """See ``Model.forget``: river's estimators cannot shrink what they learnt, so any
+        ``keep < 1`` rebuilds them fresh (the encoder's statistics stay)."""
+        if check_keep(keep) < 1.0:
+            self.river = self._build()
 
     def clone(self) -> RiverModel:
         """See ``Model.clone``."""

@@ -33,7 +33,7 @@ from torch.nn import functional as F  # noqa: N812 (torch's own convention)
 
 from models.errors import BlobError, HyperparameterError
 from models.features.encoding import Batch, EncodedBatch, FeatureEncoder, FeatureSpec
-from models.learners.base import Model, check_labels, logit, pack_blob
+from models.learners.base import Model, check_keep, check_labels, logit, pack_blob
 
 
 @dataclass(frozen=True)
@@ -214,6 +214,25 @@ class TorchModel(Model):
                 acc_p.add_(g.square())
                 p.sub_(lr * g / acc_p.sqrt())
         return float(loss.detach())
+
+    def forget(self, keep: float) -> None:
+        """See ``Model.forget``: the table's weights shrink by ``keep``, latent vectors move
+        to ``keep`` of themselves plus ``1 - keep`` of a fresh initialisation (all-zero
+        vectors would never learn again), and every Adagrad accumulator restarts, so the next
+        steps are full-size again; the bias and the MLP stay (shared by every example, they
+        re-fit within a batch)."""
+        keep = check_keep(keep)
+        init = self.config.accumulator_init
+        with torch.no_grad():
+            self.net.table.mul_(keep)
+            if self.net.factors and isinstance(self.config, FMConfig) and keep < 1.0:
+                generator = torch.Generator().manual_seed(self.config.seed + 1)
+                fresh = torch.empty_like(self.net.table[:, 1:])
+                fresh.normal_(0.0, self.config.init_std, generator=generator)
+                self.net.table[:, 1:].add_((1.0 - keep) * fresh)
+            self._acc_table.fill_(init)
+            for acc in self._acc_dense.values():
+                acc.fill_(init)
 
     def embed_many(self, batch: Batch) -> np.ndarray:
         """The pooled latent vector ``sum_i v_i x_i`` of each dict (FM and DeepFM)."""

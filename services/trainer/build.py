@@ -82,8 +82,8 @@ def build_learner(cfg: TrainerSettings, gate: GateSettings, *, champion: Model |
         champion: The champion now; None: a fresh ``new_model(cfg)``.
         challenger: A challenger restored after a restart; None: a replica of the champion.
         triggers: Triggered mode's triggers (default ``TriggerSettings()``).
-        drift: Which loss detector runs and whether its alarm refreshes the sanity set
-            (default ``DriftSettings()``).
+        drift: Which loss detector runs, whether its alarm refreshes the sanity set and what
+            the race it starts (default ``DriftSettings()``).
     """
     triggers, drift = triggers or TriggerSettings(), drift or DriftSettings()
     champion = new_model(cfg) if champion is None else champion
@@ -97,4 +97,5 @@ def build_learner(cfg: TrainerSettings, gate: GateSettings, *, champion: Model |
                    gate_every=None if cfg.mode == "triggered" else cfg.gate_every_examples,
                    sanity_size=cfg.sanity_size, window_max=cfg.gate_window_max,
                    drift=detector, guard=guard,
-                   refresh_sanity_on_alarm=drift.refresh_sanity_on_alarm)
+                   refresh_sanity_on_alarm=drift.refresh_sanity_on_alarm,
+                   forget_on_drift=drift.forget_on_drift)
