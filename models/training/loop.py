@@ -10,6 +10,8 @@ The rules, one each:
 
 - **Guard.** ``ClickGuard`` judges the batch on what it knew before it; the batch joins the
   users' records only once the policy accepted it (a refused batch can be retried).
+- **Cadence.** Every ``gate_every`` fresh examples; the first verdict as soon as the gate's
+  ``min_examples`` are in (a cold-start champion serves its prior until then).
 - **Evaluation.** Starts afresh when the challenger it describes changes: a retrain
   (``StepResult.retrained``), a promotion, a rejection, an adopted champion; and, in
   trigger-driven mode (``gate_every=None``), after every verdict, keep_training included: that
@@ -247,6 +249,8 @@ class Learner:
             return False
         if self.gate_every is None:
             return result.gate_due
+        if not self.counts.decisions:  # the first verdict: the champion may be a cold start
+            return self.since_gate >= min(self.gate_every, self.gate.min_examples)
         return self.since_gate >= self.gate_every
 
     def decide(self, evidence: PairedLosses | None = None) -> GateDecision:

@@ -24,7 +24,7 @@ Example:
     >>> model = AsRiverClassifier(build_model("logreg", hash_bits=8))
     >>> river = evaluate.progressive_val_score(data, model, metrics.LogLoss(), delay=20)
     >>> round(ours, 4), round(river.get(), 4)
-    (0.7763, 0.7763)
+    (0.767, 0.767)
 """
 
 from __future__ import annotations

@@ -68,8 +68,8 @@ def test_a_rejected_challenger_starts_over_from_the_champion() -> None:
     champion = trained(make_examples(4_096, seed=1))
     # A challenger poisoned by labels that say the opposite of the world it is judged on.
     flipped = [replace(e, label=1 - e.label) for e in make_examples(1_024, seed=4)]
-    learner = Learner(champion, StatefulPolicy(champion), GATE, gate_every=2_048,
-                      sanity_size=0)
+    learner = Learner(champion, StatefulPolicy(champion), replace(GATE, min_examples=2_048),
+                      gate_every=2_048, sanity_size=0)
     feed(learner, batches(flipped, 512))
     decision = learner.step(make_examples(1_024, seed=5), now_ms=9_000).decision
     assert decision is not None and decision.outcome == "reject", decision

@@ -29,7 +29,7 @@ def test_the_cold_start_serves_until_the_gate_promotes_and_every_example_is_scor
     assert served.champion.shape == served.challenger.shape == served.labels.shape == (1_024,)
     assert served.promotions >= 1
     first = int(np.flatnonzero(np.abs(served.champion - 0.05) > 1e-6)[0])
-    assert first >= 256 and first % 64 == 0  # at a batch boundary after the first gate
+    assert first >= 128 and first % 64 == 0  # at a batch boundary after the first verdict (at min_examples)
     assert np.allclose(served.champion[:first], 0.05)  # the prior CTR: nothing learnt yet
     # The challenger had learnt the earlier batches when it scored the second one.
     assert not np.allclose(served.challenger[64:128], 0.05)
