@@ -8,7 +8,7 @@ either learns from it, collects the per-example losses since the last decision, 
 2. ``min_examples``  fewer fresh paired examples than ``min_examples`` → keep_training
 3. ``calibration``   challenger's mean prediction off the observed CTR by more than
                      ``calibration_tolerance`` (relative) *and* significantly so, *and*
-                     further from it than the champion's → reject
+                     further from it than the champion's (by 0.05 or more) → reject
 4. ``auc_floor``     challenger AUC below ``auc_floor`` and significantly below the
                      champion's (DeLong's paired test, one-sided at ``alpha``) → reject
                      (skipped while the fresh labels are all 0 or all 1)
@@ -54,6 +54,10 @@ from models.errors import GateError
 from models.evaluation.metrics import auc, auc_difference_z, log_losses, t_sf
 
 Outcome = Literal["promote", "keep_training", "reject"]
+# How much further from the observed CTR than the champion (relative error) a challenger must
+# be for rule 3: a replica a batch or two apart from the champion differs by a hair, and
+# rejecting on that ended relearning after a drift (quality replay, continual, sudden seed 0).
+_CALIBRATION_SLACK: Final = 0.05
 OUTCOMES: Final[tuple[Outcome, ...]] = ("promote", "keep_training", "reject")
 
 
@@ -199,7 +203,7 @@ def decide(fresh: PairedLosses, sanity: PairedLosses | None, cfg: GateConfig) ->
 def _apply_rules(f: dict[str, float], cfg: GateConfig) -> GateDecision:
     z_crit = NormalDist().inv_cdf(1.0 - cfg.alpha / 2.0)
     if (f["calibration_error"] > cfg.calibration_tolerance and abs(f["calibration_z"]) > z_crit
-            and f["calibration_error"] > f["champion_calibration_error"]):
+            and f["calibration_error"] > f["champion_calibration_error"] + _CALIBRATION_SLACK):
         return GateDecision(
             "reject",
             f"calibration: mean prediction {f['challenger_mean_score']:.4f} vs observed CTR "

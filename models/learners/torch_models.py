@@ -35,7 +35,6 @@ from models.errors import BlobError, HyperparameterError
 from models.features.encoding import Batch, EncodedBatch, FeatureEncoder, FeatureSpec
 from models.learners.base import Model, check_keep, check_labels, logit, pack_blob
 
-
 # Pseudo-examples at the prior CTR that smooth the first batch's click rate (learn_many).
 _BIAS_PSEUDO = 16.0
 

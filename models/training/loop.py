@@ -274,8 +274,10 @@ class Learner:
     def _judge_race(self) -> tuple[GateDecision, PairedLosses, Model] | None:
         """Ask the gate on the racer when it is due. A win is adopted and returned, and the race
         goes on from a replica of the winner (what the ranking shows changes with every
-        promotion: relearning comes in rounds, whatever the policy's cadence); a rejection,
-        or ``race_labels`` without a win, ends it."""
+        promotion: relearning comes in rounds, whatever the policy's cadence); after a win a
+        rejected racer restarts from the champion, as a stateful challenger does. A rejection
+        before any win (a false alarm, most likely), or ``race_labels`` without a win, ends
+        the race."""
         race = self.race
         # Half the usual minimum of evidence: the alarm already judged the champion stale, and
         # every batch waited for serves it longer (quality bench, sudden: 4,000-4,800 labels to
@@ -287,6 +289,9 @@ class Learner:
         evidence = race.evaluation.paired()
         verdict = decide(evidence, paired_on(self.sanity, self.champion, race.model), gate)
         if verdict.outcome == "keep_training" and race.left > 0:
+            return None
+        if verdict.outcome == "reject" and race.wins and race.left > 0:
+            self.race = race.restart(self.champion)  # relearning goes on from the champion
             return None
         self.race = None
         if verdict.outcome != "promote":

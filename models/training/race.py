@@ -10,7 +10,8 @@ is scored with the champion *before* it learns the batch (the same prequential p
 challenger's), and once ``min_examples`` pairs are in, every ``min_examples`` examples, the gate
 judges it like any challenger. A win makes it champion, and a replica of it races on (the
 ranking changes with every promotion, so relearning comes in rounds whatever the training
-policy's cadence) until a verdict is no win; a loss ends the race. A false alarm costs one
+policy's cadence); a rejection then restarts it from the champion, until ``race_labels``
+pass without a win. A rejection before any win ends the race. A false alarm costs one
 model's training, never the challenger's progress: the challenger keeps learning beside it.
 
 Example:
@@ -70,6 +71,13 @@ class Race:
         """The race after a win: a replica of the winner, now champion, races on."""
         race = Race(self.model.clone(), self.evaluation.max_examples)
         race.wins = self.wins + 1
+        return race
+
+    def restart(self, champion: Model) -> Race:
+        """The race after a rejection that followed a win: a replica of the champion races
+        on with the labels it had left."""
+        race = Race(champion.clone(), self.evaluation.max_examples)
+        race.wins, race.left = self.wins, self.left
         return race
 
     def new_champion(self) -> None:

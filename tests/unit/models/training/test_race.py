@@ -117,3 +117,20 @@ def test_the_racer_is_scored_before_it_learns() -> None:
     assert np.array_equal(evidence.challenger_scores, before)
     assert not np.array_equal(race.model.predict_proba_many([e.features for e in batch]), before)
     assert race.due(512) and not race.due(1_024)
+
+
+def test_after_a_win_the_race_goes_on_from_the_champion() -> None:
+    champion = trained(make_examples(2_048, seed=1))
+    race = Race.start(champion, keep=0.0, recent=make_examples(512, seed=2))
+    race.left = 3_000
+    won = race.next()  # the racer became champion: a replica of it races on
+    probe = [e.features for e in make_examples(20, seed=4)]
+    assert won.wins == 1 and won.evaluation.n == 0
+    np.testing.assert_array_equal(won.model.predict_proba_many(probe),
+                                  race.model.predict_proba_many(probe))
+    won.left = 2_000
+    again = won.restart(champion)  # rejected after a win: from the champion, same budget
+    assert (again.wins, again.left) == (1, 2_000)
+    np.testing.assert_array_equal(again.model.predict_proba_many(probe),
+                                  champion.predict_proba_many(probe))
+    assert again.model is not champion

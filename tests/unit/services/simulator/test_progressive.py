@@ -8,6 +8,7 @@ from river import linear_model, optim
 
 from config.settings import GateSettings, TrainerSettings
 from models import build_model
+from models.evaluation import log_loss
 from models.training.step import LabeledExample
 from services.simulator.progressive import batch_trained, river_progressive, through_learner
 
@@ -29,7 +30,7 @@ def test_the_cold_start_serves_until_the_gate_promotes_and_every_example_is_scor
     assert served.champion.shape == served.challenger.shape == served.labels.shape == (1_024,)
     assert served.promotions >= 1
     first = int(np.flatnonzero(np.abs(served.champion - 0.05) > 1e-6)[0])
-    assert first >= 128 and first % 64 == 0  # at a batch boundary after the first verdict (at min_examples)
+    assert first >= 128 and first % 64 == 0  # a batch boundary after the first verdict
     assert np.allclose(served.champion[:first], 0.05)  # the prior CTR: nothing learnt yet
     # The challenger had learnt the earlier batches when it scored the second one.
     assert not np.allclose(served.challenger[64:128], 0.05)
@@ -69,3 +70,21 @@ def test_batch_training_is_seeded() -> None:
     a, b = (batch_trained(build_model("logreg", hash_bits=10), stream, epochs=2,
                           batch_size=32, seed=3).predict_proba_many(probe) for _ in range(2))
     assert np.array_equal(a, b) and a[0] > a[1]
+
+
+def test_defaults_learn_a_click_rate_far_from_the_cold_start_prior() -> None:
+    """Issue 14: 55 % positives against the 5 % prior. With the defaults a user gets, the
+    first promotion comes within about 2,000 labels and the served log loss falls below a
+    constant predictor's (the stream's own rate, known in hindsight) soon after."""
+    rng = np.random.default_rng(5)
+    stream = [LabeledExample(f"p{i}", int(rng.random() < (0.75 if i % 3 else 0.15)),
+                             {"user_id": f"u{rng.integers(300)}", "genre": "ab"[i % 3 == 0],
+                              "hour": int(rng.integers(24))}) for i in range(8_192)]
+    served = through_learner(stream, TrainerSettings(), GateSettings())
+    first = int(np.flatnonzero(np.abs(served.champion - 0.05) > 1e-6)[0])
+    assert first <= 2_048  # the first promotion serves from the next micro-batch on
+    rate = served.labels.mean()
+    constant = log_loss(served.labels, np.full(len(stream), rate))
+    after = slice(first + 2_048, None)
+    assert log_loss(served.labels[after], served.champion[after]) < constant
+    assert served.promotions >= 1
