@@ -310,6 +310,8 @@ def system(kafka: KafkaSettings, n: int, champion: bytes,
             "STREAMLEARN_TRAINER_GATE_EVERY_EXAMPLES": str(n),
             "STREAMLEARN_TRAINER_GATE_WINDOW_MAX": str(n),
             "STREAMLEARN_TRAINER_SANITY_SIZE": "0",
+            # One learner against the same learner in process: no race after a drift alarm.
+            "STREAMLEARN_DRIFT_FORGET_ON_DRIFT": "1",
             "STREAMLEARN_TRAINER_METRICS_PORT": str(port),
             # Arrival order, as the references: this bench checks the trainer's plumbing and
             # speed against the same learner in process (the stream's timestamps are minutes

@@ -10,8 +10,8 @@ The rules, one each:
 
 - **Guard.** ``ClickGuard`` judges the batch on what it knew before it; the batch joins the
   users' records only once the policy accepted it (a refused batch can be retried).
-- **Cadence.** Every ``gate_every`` fresh examples; the first verdict as soon as the gate's
-  ``min_examples`` are in (a cold-start champion serves its prior until then).
+- **Cadence.** Every ``gate_every`` fresh examples; with a cold-start champion (``cold``) the
+  first verdict as soon as the gate's ``min_examples`` are in: it serves its prior until then.
 - **Evaluation.** Starts afresh when the challenger it describes changes: a retrain
   (``StepResult.retrained``), a promotion, a rejection, an adopted champion; and, in
   trigger-driven mode (``gate_every=None``), after every verdict, keep_training included: that
@@ -147,13 +147,16 @@ class Learner:
             (``Model.forget``; 0: a fresh start); 1: alarms start no race.
         race_labels: A race ends this many labels after its start or its last win, unless
             the gate rejects the racer sooner.
+        cold: The champion is an untrained cold start: the first verdict comes at the gate's
+            ``min_examples`` rather than ``gate_every``.
     """
 
     def __init__(self, champion: Model, policy: TrainingPolicy, gate: GateConfig, *,
                  gate_every: int | None = 4096, sanity_size: int = 1000,
                  window_max: int | None = 50_000, drift: LossDriftDetector | None = None,
                  guard: ClickGuard | None = None, refresh_sanity_on_alarm: bool = True,
-                 forget_on_drift: float = 1.0, race_labels: int = 10_000) -> None:
+                 forget_on_drift: float = 1.0, race_labels: int = 10_000,
+                 cold: bool = False) -> None:
         self.champion = champion
         self.policy = policy
         self.gate = gate
@@ -168,6 +171,7 @@ class Learner:
         self.refresh_sanity_on_alarm = refresh_sanity_on_alarm
         self.forget_on_drift = forget_on_drift
         self.race_labels = race_labels
+        self.cold = cold
         self.race: Race | None = None
         self.raced = False  # an alarm started a race since the champion changed
 
@@ -249,7 +253,7 @@ class Learner:
             return False
         if self.gate_every is None:
             return result.gate_due
-        if not self.counts.decisions:  # the first verdict: the champion may be a cold start
+        if self.cold and not self.counts.decisions:  # a cold start serves its prior until then
             return self.since_gate >= min(self.gate_every, self.gate.min_examples)
         return self.since_gate >= self.gate_every
 
@@ -309,6 +313,7 @@ class Learner:
         """``champion`` serves now (promoted here or elsewhere): the next challenger is its
         replica and everything measured about the old one starts over."""
         self.champion = champion
+        self.cold = False
         self.policy.on_new_champion(champion)
         if self.drift is not None:
             self.drift.reset()  # a new champion: a new loss stream

@@ -49,7 +49,7 @@ from river.base.typing import FeatureName
 from config.settings import GateSettings, TrainerSettings
 from models.learners.base import Model
 from models.training.step import Labeled, features_and_labels
-from services.trainer.build import build_learner, new_model
+from services.trainer.build import build_learner
 
 Advance = Callable[[int], Any]  # told how many examples were just done (a progress bar)
 
@@ -92,7 +92,7 @@ def through_learner(stream: Sequence[Labeled], settings: TrainerSettings, gate: 
             the index.
         advance: Called with the batch size after each batch.
     """
-    learner = build_learner(settings, gate, champion=new_model(settings))
+    learner = build_learner(settings, gate)  # from the cold start (new_model)
     _, labels = features_and_labels(stream)
     champion, challenger = np.empty(len(stream)), np.empty(len(stream))
     size = settings.batch_size

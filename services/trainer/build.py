@@ -68,7 +68,7 @@ def build_policy(
 
 def build_learner(cfg: TrainerSettings, gate: GateSettings, *, champion: Model | None = None,
                   challenger: Model | None = None, triggers: TriggerSettings | None = None,
-                  drift: DriftSettings | None = None) -> Learner:
+                  drift: DriftSettings | None = None, cold: bool = False) -> Learner:
     """The decision loop ``cfg.mode`` runs: its policy, gate cadence, sanity set, bot guard and
     concept-drift detector.
 
@@ -84,8 +84,11 @@ def build_learner(cfg: TrainerSettings, gate: GateSettings, *, champion: Model |
         triggers: Triggered mode's triggers (default ``TriggerSettings()``).
         drift: Which loss detector runs, whether its alarm refreshes the sanity set and what
             the race it starts (default ``DriftSettings()``).
+        cold: ``champion`` is an untrained cold start (always so when it is None): the first
+            verdict comes at ``gate.min_examples``.
     """
     triggers, drift = triggers or TriggerSettings(), drift or DriftSettings()
+    cold = cold or champion is None
     champion = new_model(cfg) if champion is None else champion
     policy = build_policy(cfg.mode, champion, cfg, challenger, triggers, gate.min_examples)
     trigger_detects = cfg.mode == "triggered" and triggers.drift_detector != "none"
@@ -98,4 +101,4 @@ def build_learner(cfg: TrainerSettings, gate: GateSettings, *, champion: Model |
                    sanity_size=cfg.sanity_size, window_max=cfg.gate_window_max,
                    drift=detector, guard=guard,
                    refresh_sanity_on_alarm=drift.refresh_sanity_on_alarm,
-                   forget_on_drift=drift.forget_on_drift)
+                   forget_on_drift=drift.forget_on_drift, cold=cold)

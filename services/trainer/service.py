@@ -190,9 +190,10 @@ class Trainer:
                 challenger = load_model(cp.challenger)  # signature verified by the store
             else:
                 self.ledger.reset_lineage()
+        cold = self.registry.get(self.champion_version).mode == "cold_start"
         self.learner = build_learner(self.cfg, self.gate_settings, champion=champion,
                                      challenger=challenger, triggers=self.triggers,
-                                     drift=self.drift_cfg)
+                                     drift=self.drift_cfg, cold=cold)
         if cp is not None:
             resume(self.learner, cp, same_mode=cp.mode == self.mode, same_challenger=same,
                    seed=self.cfg.seed, replay_capacity=self.cfg.replay_capacity)
