@@ -21,7 +21,7 @@ from config.settings import GateSettings, KafkaSettings, TrainerSettings
 from services.local.wait import wait_for
 from services.registry.redis import RedisRegistry
 from services.simulator.labeled import labeled_stream
-from services.trainer.build import build_learner, new_model
+from services.trainer.build import build_learner
 from streams.schemas import encode
 from tests.integration.loop_helpers import running_loop, scrape
 
@@ -47,7 +47,7 @@ def recorded_stream() -> list:
 
 def in_process(stream: list) -> list[tuple[str, str]]:
     cfg, gate = TrainerSettings(**TRAINER), GateSettings(**GATE)
-    learner = build_learner(cfg, gate, champion=new_model(cfg))
+    learner = build_learner(cfg, gate)  # the cold start, as the service's (new_model)
     decisions = []
     for i in range(0, len(stream), BATCH):
         d = learner.step(stream[i:i + BATCH], now_ms=stream[i].ts_label).decision
