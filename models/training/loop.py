@@ -207,8 +207,8 @@ class Learner:
         if (alarm is not None and self.forget_on_drift < 1.0 and self.race is None
                 and not self.raced):
             self.race = Race.start(self.policy.challenger, keep=self.forget_on_drift,
-                                   recent=kept, window_max=self.evaluation.max_examples)
-            self.race.left = self.race_labels
+                                   recent=kept, left=self.race_labels,
+                                   window_max=self.evaluation.max_examples)
             self.raced = True
             self.counts = replace(self.counts, races=self.counts.races + 1)
         refreshed = self._sanity(kept, alarm)
@@ -284,8 +284,9 @@ class Learner:
         the race."""
         race = self.race
         # Half the usual minimum of evidence: the alarm already judged the champion stale, and
-        # every batch waited for serves it longer (quality bench, sudden: 4,000-4,800 labels to
-        # recover the ranking instead of 5,100-5,800 at the full minimum).
+        # every batch waited for serves it longer (quality replay probes, sudden, stateful, seeds
+        # 0-2: 3,949-4,795 labels to recover the ranking; 5,156 and 5,824 on seeds 0 and 2 at
+        # the full minimum).
         gate = replace(self.gate, min_examples=max(2, self.gate.min_examples // 2))
         if race is None or not race.due(gate.min_examples):
             return None
@@ -304,8 +305,7 @@ class Learner:
         self.counts = replace(c, decisions=c.decisions + 1, promotions=c.promotions + 1,
                               races_won=c.races_won + (not race.wins))
         self.adopt(race.model)
-        self.race, self.raced = race.next(), True
-        self.race.left = self.race_labels
+        self.race, self.raced = race.next(self.race_labels), True
         return (replace(verdict, reason=f"race after a drift alarm, {verdict.reason}"),
                 evidence, self.champion)
 

@@ -19,7 +19,7 @@ Example:
     >>> from models.training.step import LabeledExample
     >>> challenger = build_model("logreg", hash_bits=8)
     >>> batch = [LabeledExample(f"p{i}", int(i % 4 == 0), {"c": str(i % 4)}) for i in range(16)]
-    >>> race = Race.start(challenger, keep=0.0, recent=batch)
+    >>> race = Race.start(challenger, keep=0.0, recent=batch, left=1_000)
     >>> race.step(challenger, batch)
     >>> race.evaluation.n, race.since
     (16, 16)
@@ -36,15 +36,16 @@ from models.training.step import Evaluation, Labeled, learn_examples, score_both
 class Race:
     """A forgotten replica scored against the champion, then taught, batch by batch."""
 
-    def __init__(self, model: Model, window_max: int | None = None) -> None:
+    def __init__(self, model: Model, left: int, window_max: int | None = None,
+                 wins: int = 0) -> None:
         self.model = model
         self.evaluation = Evaluation(window_max)
         self.since = 0  # examples since the gate last judged it
-        self.wins = 0  # promotions so far
-        self.left = 0  # labels before the race ends without a win (set by the loop)
+        self.wins = wins  # promotions so far
+        self.left = left  # labels before the race ends without a win
 
     @classmethod
-    def start(cls, challenger: Model, *, keep: float, recent: Sequence[Labeled],
+    def start(cls, challenger: Model, *, keep: float, recent: Sequence[Labeled], left: int,
               window_max: int | None = None) -> Race:
         """A replica of ``challenger`` that kept ``keep`` of its weights and learnt ``recent``
         (the alarm's batch: the new world, as far as anyone knows it yet)."""
@@ -52,7 +53,7 @@ class Race:
         model.forget(keep)
         if recent:
             learn_examples(model, recent)
-        return cls(model, window_max)
+        return cls(model, left, window_max)
 
     def step(self, champion: Model, batch: Sequence[Labeled]) -> None:
         """Score ``batch`` with the champion and the racer, then let the racer learn it."""
@@ -67,18 +68,15 @@ class Race:
         """Enough fresh pairs since the last verdict for the gate to judge the racer."""
         return self.evaluation.n >= min_examples and self.since >= min_examples
 
-    def next(self) -> Race:
-        """The race after a win: a replica of the winner, now champion, races on."""
-        race = Race(self.model.clone(), self.evaluation.max_examples)
-        race.wins = self.wins + 1
-        return race
+    def next(self, left: int) -> Race:
+        """The race after a win: a replica of the winner, now champion, races on for
+        ``left`` more labels."""
+        return Race(self.model.clone(), left, self.evaluation.max_examples, self.wins + 1)
 
     def restart(self, champion: Model) -> Race:
         """The race after a rejection that followed a win: a replica of the champion races
         on with the labels it had left."""
-        race = Race(champion.clone(), self.evaluation.max_examples)
-        race.wins, race.left = self.wins, self.left
-        return race
+        return Race(champion.clone(), self.left, self.evaluation.max_examples, self.wins)
 
     def new_champion(self) -> None:
         """Another champion serves: pairs with the old one describe another contest."""

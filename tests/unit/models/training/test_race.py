@@ -110,7 +110,7 @@ def test_a_false_alarm_costs_the_challenger_nothing() -> None:
 def test_the_racer_is_scored_before_it_learns() -> None:
     champion = trained(make_examples(2_048, seed=1))
     batch = make_examples(512, seed=3)
-    race = Race.start(champion, keep=0.0, recent=())
+    race = Race.start(champion, keep=0.0, recent=(), left=10_000)
     before = race.model.predict_proba_many([e.features for e in batch])
     race.step(champion, batch)
     (evidence,) = race.evaluation._results  # one batch of pairs
@@ -121,14 +121,12 @@ def test_the_racer_is_scored_before_it_learns() -> None:
 
 def test_after_a_win_the_race_goes_on_from_the_champion() -> None:
     champion = trained(make_examples(2_048, seed=1))
-    race = Race.start(champion, keep=0.0, recent=make_examples(512, seed=2))
-    race.left = 3_000
-    won = race.next()  # the racer became champion: a replica of it races on
+    race = Race.start(champion, keep=0.0, recent=make_examples(512, seed=2), left=3_000)
+    won = race.next(2_000)  # the racer became champion: a replica of it races on
     probe = [e.features for e in make_examples(20, seed=4)]
     assert won.wins == 1 and won.evaluation.n == 0
     np.testing.assert_array_equal(won.model.predict_proba_many(probe),
                                   race.model.predict_proba_many(probe))
-    won.left = 2_000
     again = won.restart(champion)  # rejected after a win: from the champion, same budget
     assert (again.wins, again.left) == (1, 2_000)
     np.testing.assert_array_equal(again.model.predict_proba_many(probe),
