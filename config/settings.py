@@ -12,71 +12,23 @@ Example:
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
-from typing import Any, ClassVar, Literal, TypeVar
+from typing import Any, ClassVar, Literal
 from urllib.parse import urlparse
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import (
-    BaseSettings,
-    PydanticBaseSettingsSource,
-    SettingsConfigDict,
-    YamlConfigSettingsSource,
-)
+from pydantic import Field, SecretStr, field_validator
 
-from config import DEFAULTS_YAML
-from config.errors import ConfigError
+# Re-exported ("as"): callers import everything settings-related from here.
+from config.errors import ConfigError as ConfigError
+from config.sources import USER_YAML_ENV as USER_YAML_ENV
+from config.sources import Section
+from config.sources import describe_error as describe_error
+from config.sources import load as load
 
-USER_YAML_ENV = "STREAMLEARN_CONFIG"
 TrainerMode = Literal["stateful", "stateless", "triggered"]  # how `streamlearn train` learns
 
 
-class _Section(BaseSettings):
-    """Base class: a YAML section plus ``STREAMLEARN_<SECTION>_`` environment variables."""
-
-    section: ClassVar[str] = ""
-
-    model_config = SettingsConfigDict(frozen=True, extra="forbid", validate_default=True)
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        if cls.section:
-            cls.model_config = SettingsConfigDict(
-                **{**cls.model_config, "env_prefix": f"STREAMLEARN_{cls.section.upper()}_"}
-            )
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        user_yaml = os.environ.get(USER_YAML_ENV)
-        if user_yaml:
-            sources.append(_section_source(settings_cls, Path(user_yaml), cls.section))
-        sources.append(_section_source(settings_cls, DEFAULTS_YAML, cls.section))
-        return tuple(sources)
-
-
-def _section_source(
-    settings_cls: type[BaseSettings], path: Path, section: str
-) -> PydanticBaseSettingsSource:
-    if not path.is_file():
-        raise ConfigError(f"configuration file {path} does not exist")
-    source = YamlConfigSettingsSource(settings_cls, yaml_file=path)
-    # A missing section means "nothing set here", not an error.
-    data = source.yaml_data.get(section) if isinstance(source.yaml_data, dict) else None
-    source.yaml_data = data or {}
-    source.init_kwargs = source.yaml_data
-    return source
-
-
-class StackSettings(_Section):
+class StackSettings(Section):
     """The local stack `make up` runs without Docker (Kafka KRaft + redis-server)."""
 
     section: ClassVar[str] = "stack"
@@ -90,7 +42,7 @@ class StackSettings(_Section):
     start_timeout_s: float = Field(90.0, gt=0)
 
 
-class KafkaSettings(_Section):
+class KafkaSettings(Section):
     """Broker address, topic names and topic layout."""
 
     section: ClassVar[str] = "kafka"
@@ -126,7 +78,7 @@ class KafkaSettings(_Section):
         return host, int(port)
 
 
-class RedisSettings(_Section):
+class RedisSettings(Section):
     """Where the registry lives."""
 
     section: ClassVar[str] = "redis"
@@ -147,7 +99,7 @@ class RedisSettings(_Section):
         return parsed.hostname or "127.0.0.1", parsed.port or 6379
 
 
-class SchemaSettings(_Section):
+class SchemaSettings(Section):
     """Bounds the strict message decoder applies to timestamps."""
 
     section: ClassVar[str] = "schema"
@@ -156,7 +108,7 @@ class SchemaSettings(_Section):
     max_future_ms: int = Field(10 * 60 * 1000, gt=0)
 
 
-class ServingSettings(_Section):
+class ServingSettings(Section):
     """The FastAPI serving process."""
 
     section: ClassVar[str] = "serving"
@@ -190,7 +142,7 @@ class ServingSettings(_Section):
     exploration_slots: int = Field(5, ge=1, le=500)
 
 
-class JoinerSettings(_Section):
+class JoinerSettings(Section):
     """The natural-label joiner."""
 
     section: ClassVar[str] = "joiner"
@@ -218,7 +170,7 @@ class JoinerSettings(_Section):
     dedup_horizon_ms: int = Field(15 * 60 * 1000, ge=0)
 
 
-class TrainerSettings(_Section):
+class TrainerSettings(Section):
     """The micro-batch trainer."""
 
     section: ClassVar[str] = "trainer"
@@ -267,7 +219,7 @@ class TrainerSettings(_Section):
                 "categorical": tuple(self.categorical_features)}
 
 
-class TriggerSettings(_Section):
+class TriggerSettings(Section):
     """Retraining triggers of ``trainer.mode: triggered`` (``models.triggers.TriggerConfig``:
     same field names; 0 or "none" switches a trigger off)."""
 
@@ -291,7 +243,7 @@ class TriggerSettings(_Section):
     epochs: int = Field(1, ge=1)
 
 
-class DriftSettings(_Section):
+class DriftSettings(Section):
     """What the trainer monitors for drift besides the loss (``models.drift.monitors``): features
     against a reference window, compared like with like across rankings, served scores, and
     quality by slice."""
@@ -322,7 +274,7 @@ class DriftSettings(_Section):
     slice_window: int = Field(5_000, ge=1)
 
 
-class GateSettings(_Section):
+class GateSettings(Section):
     """The promotion gate."""
 
     section: ClassVar[str] = "gate"
@@ -333,12 +285,15 @@ class GateSettings(_Section):
     sanity_tolerance: float = Field(0.01, ge=0.0)
     calibration_tolerance: float = Field(0.25, ge=0.0)
     auc_floor: float = Field(0.55, ge=0.0, le=1.0)
+    # The ranking rules (off-policy CTR@k on explored traffic, models.gate.decision).
+    ranking_share: float = Field(0.25, gt=0.0, le=1.0)
+    ranking_min_explored: int = Field(200, ge=2)
 
 
 DEV_SIGNING_KEY = "streamlearn-dev-signing-key-do-not-use-in-production"
 
 
-class RegistrySettings(_Section):
+class RegistrySettings(Section):
     """The model registry in Redis: key prefix, retention, artifact chunking and signing.
 
     ``signing_key`` is the HMAC secret that authenticates model artifacts. Its default is a
@@ -361,40 +316,3 @@ class RegistrySettings(_Section):
     def uses_dev_key(self) -> bool:
         """True while the signing key is the published development default."""
         return self.signing_key.get_secret_value() == DEV_SIGNING_KEY
-
-
-S = TypeVar("S", bound="_Section")
-
-
-def describe_error(cls: type[_Section], err: ValidationError) -> str:
-    """Turn a pydantic error into one line per field, naming the env variable to fix.
-
-    Example:
-        >>> try:
-        ...     TrainerSettings(mode="sometimes")
-        ... except ValidationError as e:
-        ...     print(describe_error(TrainerSettings, e))
-        invalid trainer setting 'mode' (env STREAMLEARN_TRAINER_MODE): Input should be 'stateful', 'stateless' or 'triggered', got 'sometimes'
-    """  # noqa: E501
-    lines = []
-    for item in err.errors():
-        field = ".".join(str(p) for p in item["loc"]) or "?"
-        env = f"STREAMLEARN_{cls.section.upper()}_{field.upper()}"
-        got = item.get("input")
-        shown = "" if isinstance(got, dict) else f", got {got!r}"
-        lines.append(
-            f"invalid {cls.section} setting '{field}' (env {env}): {item['msg']}{shown}"
-        )
-    return "\n".join(lines)
-
-
-def load(cls: type[S], **overrides: Any) -> S:
-    """Build one settings class, turning validation errors into a ConfigError.
-
-    Raises:
-        ConfigError: a value is invalid; the message names the field and the allowed values.
-    """
-    try:
-        return cls(**overrides)
-    except ValidationError as err:
-        raise ConfigError(describe_error(cls, err)) from None

@@ -33,6 +33,10 @@ class GateError(ModelError, ValueError):
     """Gate inputs that cannot be compared: lengths differ, labels not 0/1, non-finite losses."""
 
 
+class OffPolicyError(ModelError, ValueError):
+    """Inputs an off-policy estimate cannot use: lengths differ, a propensity outside (0, 1]."""
+
+
 class RegistryError(ModelError):
     """A registry operation refused: bad version name, unknown version, forbidden transition."""
 

@@ -20,15 +20,23 @@ a rejection discards the challenger, keep any challenger from ever catching up).
 champion's own top-k exposures both AUCs sit near 0.5 and differ by noise: in the quality
 replay, rejections for an AUC 0.03 under the champion's (about 50 clicks in 1,024) discarded
 the challenger again and again right after a drift, so rule 4 asks for a significant gap.
-5. ``worse``         challenger's loss significantly higher (one-sided paired t-test) → reject
-6. ``forgetting``    on the sanity set, challenger's mean loss more than ``sanity_tolerance``
+5. ``ranking``       on the explored traffic (propensity < 1), the challenger's CTR@k off-policy
+                     (``models.evaluation.offpolicy``: SNIPS click rate of its top
+                     ``ranking_share``) significantly below the champion's (paired z-test,
+                     one-sided at ``alpha``) → reject, however good its log loss (which rewards
+                     calibration: a model still showing what users stopped liking can win it).
+                     Needs ``ranking_min_explored`` explored examples: silent without exploration
+6. ``worse``         challenger's loss significantly higher (one-sided paired t-test) → reject
+7. ``forgetting``    on the sanity set, challenger's mean loss more than ``sanity_tolerance``
                      (relative) above the champion's, significantly so (one-sided paired
                      t-test at ``alpha``) → reject. The set is small (1,000 examples, tens of
                      clicks): without the test, a challenger 1 % worse on it by chance was
                      rejected again and again while it relearnt a shifted world
-7. ``better``        champion loss − challenger loss ≥ ``margin`` with a one-sided paired t-test
+8. ``better``        champion loss − challenger loss ≥ ``margin`` with a one-sided paired t-test
                      at ``alpha`` → promote
-8. ``not_significant`` otherwise → keep_training
+9. ``ranks_better``  rule 5's test says the challenger ranks significantly better → promote
+                     (after a slow drift CTR@k may show it before the log loss does)
+10. ``not_significant`` otherwise → keep_training
 
 Example:
     >>> import numpy as np
@@ -52,6 +60,7 @@ import numpy as np
 
 from models.errors import GateError
 from models.evaluation.metrics import auc, auc_difference_z, log_losses, t_sf
+from models.evaluation.offpolicy import compare_ranking
 
 Outcome = Literal["promote", "keep_training", "reject"]
 # How much further from the observed CTR than the champion (relative error) a challenger must
@@ -72,6 +81,9 @@ class GateConfig:
         sanity_tolerance: Allowed relative increase of the sanity-set loss (0.01 = 1 %).
         calibration_tolerance: Allowed relative gap between mean prediction and observed CTR.
         auc_floor: Lowest acceptable challenger AUC on the fresh examples.
+        ranking_share: The share of a request's candidates it shows (k / candidates; 5 of
+            20 is 0.25): the top share whose click rate the ranking rules compare.
+        ranking_min_explored: Explored examples (propensity < 1) the ranking rules need.
     """
 
     min_examples: int = 1024
@@ -80,6 +92,8 @@ class GateConfig:
     sanity_tolerance: float = 0.01
     calibration_tolerance: float = 0.25
     auc_floor: float = 0.55
+    ranking_share: float = 0.25
+    ranking_min_explored: int = 200
 
     def __post_init__(self) -> None:
         if self.min_examples < 1 or self.margin < 0 or not 0.0 < self.alpha < 1.0:
@@ -88,6 +102,8 @@ class GateConfig:
             raise GateError("tolerances must be >= 0")
         if not 0.0 <= self.auc_floor <= 1.0:
             raise GateError(f"auc_floor must be in [0, 1], got {self.auc_floor}")
+        if not 0.0 < self.ranking_share <= 1.0 or self.ranking_min_explored < 2:
+            raise GateError("need 0 < ranking_share <= 1 and ranking_min_explored >= 2")
 
 
 @dataclass(frozen=True, eq=False)
@@ -96,6 +112,7 @@ class PairedLosses:
 
     Arrays are coerced to 1-D float64 and must have equal lengths; losses must be finite and
     non-negative (``log_losses`` maps a non-finite score to the worst clipped loss).
+    ``propensities`` (optional) is each example's logged propensity, NaN where unknown.
     """
 
     labels: np.ndarray
@@ -103,10 +120,13 @@ class PairedLosses:
     challenger_scores: np.ndarray
     champion_losses: np.ndarray
     challenger_losses: np.ndarray
+    propensities: np.ndarray | None = None
 
     def __post_init__(self) -> None:
-        names = ("labels", "champion_scores", "challenger_scores",
-                 "champion_losses", "challenger_losses")
+        names: tuple[str, ...] = ("labels", "champion_scores", "challenger_scores",
+                                  "champion_losses", "challenger_losses")
+        if self.propensities is not None:
+            names += ("propensities",)
         for name in names:
             value = np.asarray(getattr(self, name), dtype=np.float64).reshape(-1)
             object.__setattr__(self, name, value)
@@ -119,10 +139,14 @@ class PairedLosses:
             loss = getattr(self, name)
             if not (np.all(np.isfinite(loss)) and np.all(loss >= 0.0)):
                 raise GateError(f"{name} must be finite and >= 0")
+        p = self.propensities
+        if p is not None and not np.all(np.isnan(p) | ((p > 0.0) & (p <= 1.0))):
+            raise GateError("propensities must be in (0, 1] or NaN (unknown)")
 
     @classmethod
     def from_scores(
-        cls, labels: np.ndarray, champion_scores: np.ndarray, challenger_scores: np.ndarray
+        cls, labels: np.ndarray, champion_scores: np.ndarray, challenger_scores: np.ndarray,
+        propensities: np.ndarray | None = None,
     ) -> PairedLosses:
         """Pair two models' scores on the same labelled examples, computing their log losses."""
         return cls(
@@ -131,6 +155,7 @@ class PairedLosses:
             challenger_scores=challenger_scores,
             champion_losses=log_losses(labels, champion_scores),
             challenger_losses=log_losses(labels, challenger_scores),
+            propensities=propensities,
         )
 
     @property
@@ -197,6 +222,7 @@ def decide(fresh: PairedLosses, sanity: PairedLosses | None, cfg: GateConfig) ->
             figures["auc_z"] = max(-1e6, min(1e6, z))  # JSON: no infinities
     if sanity is not None and sanity.n:
         figures.update(_sanity(sanity, cfg.sanity_tolerance))
+    figures.update(_ranking(fresh, cfg.ranking_share))
     return _apply_rules(figures, cfg)
 
 
@@ -224,6 +250,16 @@ def _apply_rules(f: dict[str, float], cfg: GateConfig) -> GateDecision:
             f,
             "auc_floor",
         )
+    ranked = f.get("ranking_n", 0.0) >= cfg.ranking_min_explored
+    ranking = (
+        f"CTR@k on {f.get('ranking_n', 0.0):.0f} explored examples: challenger "
+        f"{f.get('ranking_challenger_ctr', 0.0):.4f} vs champion "
+        f"{f.get('ranking_champion_ctr', 0.0):.4f} (SNIPS, top {cfg.ranking_share:.0%}, "
+        f"z={f.get('ranking_z', 0.0):.1f})"
+    )
+    if ranked and f["ranking_z"] < -z_one_sided:
+        return GateDecision("reject", f"ranking: {ranking}, worse at alpha {cfg.alpha:g}", f,
+                            "ranking")
     losses = (
         f"challenger log loss {f['challenger_loss']:.5f} vs champion {f['champion_loss']:.5f}"
     )
@@ -253,6 +289,8 @@ def _apply_rules(f: dict[str, float], cfg: GateConfig) -> GateDecision:
         return GateDecision(
             "promote", f"better: {losses}, {test} < alpha {cfg.alpha:g}", f, "better"
         )
+    if ranked and f["ranking_z"] > z_one_sided:
+        return GateDecision("promote", f"ranks_better: {ranking}; {losses}", f, "ranks_better")
     return GateDecision(
         "keep_training",
         f"not_significant: {losses}, {test} >= alpha {cfg.alpha:g}",
@@ -336,4 +374,27 @@ def _sanity(sanity: PairedLosses, tolerance: float) -> dict[str, float]:
         "sanity_rel_change": (challenger - champion) / max(champion, 1e-12),
         "sanity_p_worse": t_sf(_ratio(float(d.mean()) - tolerance * champion, se),
                                max(d.size - 1, 1)),
+    }
+
+
+def _ranking(fresh: PairedLosses, share: float) -> dict[str, float]:
+    """Both models' off-policy CTR@k on the explored examples (propensity < 1); nothing
+    when there are none (no exploration, or no propensities logged)."""
+    p = fresh.propensities
+    if p is None:
+        return {}
+    explored = p < 1.0  # NaN (unknown) compares False
+    if explored.sum() < 2:
+        return {}
+    c = compare_ranking(fresh.labels[explored], _finite(fresh)[explored],
+                        fresh.challenger_scores[explored], p[explored], share)
+    if math.isnan(c.diff):
+        return {}
+    return {
+        "ranking_n": float(c.n),
+        "ranking_clicks": float(c.clicks),
+        "ranking_champion_ctr": c.champion.value,
+        "ranking_challenger_ctr": c.challenger.value,
+        "ranking_diff": c.diff,
+        "ranking_z": max(-1e6, min(1e6, c.z)),
     }

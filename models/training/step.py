@@ -115,6 +115,8 @@ class StepResult:
         fired: The triggers that fired on this batch (``models.triggers``; triggered mode).
         gate_due: Enough evidence has been scored since the challenger's last training: ask
             the gate now (triggered mode; the other modes leave the cadence to the caller).
+        propensities: Per evaluated example, the propensity serving logged (an example's
+            ``propensity`` attribute), NaN where unknown; None: none known.
     """
 
     champion_losses: np.ndarray
@@ -129,6 +131,7 @@ class StepResult:
     retrained: bool = False
     fired: tuple[Firing, ...] = ()
     gate_due: bool = False
+    propensities: np.ndarray | None = None
 
     @property
     def n(self) -> int:
@@ -151,7 +154,23 @@ def score_both(champion: Model, challenger: Model, batch: Sequence[Labeled]) -> 
         champion_scores=p_champion,
         challenger_scores=p_challenger,
         labels=labels,
+        propensities=propensities_of(batch),
     )
+
+
+def propensities_of(batch: Sequence[Labeled]) -> np.ndarray | None:
+    """The logged propensities of a batch (NaN where unknown); None when none is known.
+
+    Example:
+        >>> from types import SimpleNamespace  # streams.schemas.Example carries one
+        >>> ex = SimpleNamespace(prediction_id="p", label=1, features={}, propensity=0.05)
+        >>> propensities_of([ex, LabeledExample("q", 0)]).tolist()
+        [0.05, nan]
+    """
+    values = [getattr(ex, "propensity", None) for ex in batch]
+    if all(v is None for v in values):
+        return None
+    return np.asarray([np.nan if v is None else v for v in values], dtype=np.float64)
 
 
 def step(
@@ -265,12 +284,19 @@ class Evaluation:
             parts = [getattr(r, name) for r in self._results]
             return np.concatenate(parts) if parts else np.empty(0, dtype=np.float64)
 
+        known = [r.propensities for r in self._results if r.propensities is not None]
+        propensities = None
+        if known:
+            propensities = np.concatenate([
+                np.full(r.n, np.nan) if r.propensities is None else r.propensities
+                for r in self._results])
         return PairedLosses(
             champion_losses=cat("champion_losses"),
             challenger_losses=cat("challenger_losses"),
             champion_scores=cat("champion_scores"),
             challenger_scores=cat("challenger_scores"),
             labels=cat("labels"),
+            propensities=propensities,
         )
 
 

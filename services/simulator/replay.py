@@ -132,6 +132,7 @@ class _Example:
     features: dict[str, Any]
     ts_prediction: int
     ts_label: int
+    propensity: float | None = None  # as serving logs it (the gate's ranking rules read it)
 
 
 def warm_champion(scenario: Scenario, world: World, cfg: QualityConfig,
@@ -233,7 +234,9 @@ def run_stage(stage: str, scenario: Scenario, world: World, initial: Model,
         body = request.body()
         features = model_features(PredictRequest.model_validate(body))
         scores = np.asarray(champion.predict_proba_many(features), dtype=np.float64)
-        order = rank(scores, exploration, rng).order
+        ranked = rank(scores, exploration, rng)
+        order = ranked.order
+        slot_p = dict(zip(order, ranked.propensity, strict=True))
         predictions = [{"prediction_id": f"{n}-{i}", "item_id": body["candidates"][i]["item_id"],
                         "score": float(scores[i]), "rank": r + 1}
                        for r, i in enumerate(order)]
@@ -254,7 +257,8 @@ def run_stage(stage: str, scenario: Scenario, world: World, initial: Model,
             click = clicks.get(truth.prediction_id)
             clicked = click is not None and click - now <= cfg.window_ms
             due = click if clicked and click is not None else now + cfg.window_ms
-            example = _Example(truth.prediction_id, int(clicked), features[i], now, due)
+            example = _Example(truth.prediction_id, int(clicked), features[i], now, due,
+                               slot_p[i])
             heapq.heappush(heap, _Due(due, seq, int(clicked), truth.score, truth.true_p,
                                       population[truth.item_id], truth.genuine, n >= drift,
                                       example))

@@ -15,8 +15,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 EXAMPLE_OUTCOMES = ("trained", "duplicate", "capped", "guarded", "invalid", "replayed")
 GATE_OUTCOMES = ("promote", "keep_training", "reject")
 GATE_RULES = (
-    "finite", "min_examples", "calibration", "auc_floor", "worse", "forgetting", "better",
-    "not_significant",
+    "finite", "min_examples", "calibration", "auc_floor", "ranking", "worse", "forgetting",
+    "better", "ranks_better", "not_significant",
 )
 ARMS = ("champion", "challenger")
 TRIGGER_KINDS = ("volume", "time", "performance", "drift")

@@ -234,7 +234,10 @@ def encode_result(result: StepResult | None) -> bytes:
     if result is None or not result.n:
         return b""
     buffer = io.BytesIO()
-    np.savez(buffer, **{name: getattr(result, name) for name in _ARRAYS})
+    arrays = {name: getattr(result, name) for name in _ARRAYS}
+    if result.propensities is not None:
+        arrays["propensities"] = result.propensities
+    np.savez(buffer, **arrays)
     return buffer.getvalue()
 
 
@@ -244,7 +247,8 @@ def decode_result(raw: bytes) -> StepResult | None:
         return None
     with np.load(io.BytesIO(raw), allow_pickle=False) as data:
         a, b, c, d, e = (np.array(data[name]) for name in _ARRAYS)
-    return StepResult(a, b, c, d, e)
+        p = np.array(data["propensities"]) if "propensities" in data.files else None
+    return StepResult(a, b, c, d, e, propensities=p)
 
 
 def window_of(evaluation: Evaluation) -> StepResult | None:
@@ -253,7 +257,7 @@ def window_of(evaluation: Evaluation) -> StepResult | None:
         return None
     p = evaluation.paired()
     return StepResult(p.champion_losses, p.challenger_losses, p.champion_scores,
-                      p.challenger_scores, p.labels)
+                      p.challenger_scores, p.labels, propensities=p.propensities)
 
 
 def checkpoint_of(learner: Learner, *, mode: str, champion: str, ledger: OffsetLedger,

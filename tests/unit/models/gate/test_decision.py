@@ -251,3 +251,67 @@ def test_paired_losses_refuse_bad_input(kwargs: dict[str, np.ndarray], match: st
 def test_config_refuses_bad_thresholds() -> None:
     with pytest.raises(GateError, match="alpha"):
         GateConfig(alpha=1.5)
+
+
+# Ranking rules: the same deterministic blocks, every example logged as explored (propensity
+# 0.05); group A's items are the ones users click (CTR 0.30 against 0.05).
+
+def _explored(blocks: int = 50) -> np.ndarray:
+    return np.full(40 * blocks, 0.05)
+
+
+def test_ranking_rejects_a_better_log_loss_that_ranks_worse() -> None:
+    y = make_labels(50)
+    # The champion ranks right but predicts 2.5 times the true rates (poor log loss); the
+    # challenger is calibrated on average and puts the wrong group first.
+    champion = make_scores(50, scale=2.5)
+    challenger = make_scores(50, sharpness=0.1, flip=True)
+    cfg = GateConfig(min_examples=1000, auc_floor=0.0)
+    without = decide(PairedLosses.from_scores(y, champion, challenger), None, cfg)
+    assert (without.outcome, without.rule) == ("promote", "better")
+    d = decide(PairedLosses.from_scores(y, champion, challenger, _explored()), None, cfg)
+    assert (d.outcome, d.rule) == ("reject", "ranking"), d.reason
+    # Top quarter: the champion takes group A (CTR 0.30), the challenger group B (0.05).
+    assert d.figures["ranking_champion_ctr"] == pytest.approx(0.30)
+    assert d.figures["ranking_challenger_ctr"] == pytest.approx(0.05)
+    assert d.figures["ranking_z"] < -3
+    assert d.figures["ranking_n"] == 2000 and d.figures["ranking_clicks"] == 350
+    json.dumps(d.figures, allow_nan=False)
+
+
+def test_ranks_better_promotes_when_log_loss_cannot_tell() -> None:
+    y = make_labels(50)
+    champion = make_scores(50, sharpness=0.0)  # the overall CTR for everyone
+    challenger = make_scores(50, sharpness=0.05)  # a hair of the right order
+    cfg = GateConfig(min_examples=1000, auc_floor=0.0, margin=0.01)  # log loss: not enough
+    base = decide(PairedLosses.from_scores(y, champion, challenger), None, cfg)
+    assert base.rule == "not_significant"
+    d = decide(PairedLosses.from_scores(y, champion, challenger, _explored()), None, cfg)
+    assert (d.outcome, d.rule) == ("promote", "ranks_better"), d.reason
+    assert d.figures["ranking_challenger_ctr"] == pytest.approx(0.30)
+    assert d.figures["ranking_champion_ctr"] == pytest.approx(CTR)  # ties: all of them
+
+
+def test_ranking_rules_are_silent_without_enough_exploration() -> None:
+    y = make_labels(50)
+    champion = make_scores(50, scale=2.5)
+    challenger = make_scores(50, sharpness=0.1, flip=True)
+    cfg = GateConfig(min_examples=1000, auc_floor=0.0, ranking_min_explored=200)
+    greedy = np.full(y.size, 1.0)  # served without exploration: propensity 1
+    d = decide(PairedLosses.from_scores(y, champion, challenger, greedy), None, cfg)
+    assert d.rule == "better" and "ranking_n" not in d.figures
+    few = greedy.copy()
+    few[:120] = 0.05  # 120 explored examples < 200
+    d = decide(PairedLosses.from_scores(y, champion, challenger, few), None, cfg)
+    assert d.rule == "better" and d.figures["ranking_n"] == 120
+    unknown = np.full(y.size, np.nan)  # producers that log no propensity
+    d = decide(PairedLosses.from_scores(y, champion, challenger, unknown), None, cfg)
+    assert d.rule == "better"
+
+
+def test_propensities_and_ranking_settings_are_checked() -> None:
+    y = make_labels(1)
+    with pytest.raises(GateError, match="propensities"):
+        PairedLosses.from_scores(y, make_scores(1), make_scores(1), np.zeros(40))
+    with pytest.raises(GateError, match="ranking_share"):
+        GateConfig(ranking_share=0.0)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pytest
 
@@ -154,3 +156,24 @@ def test_a_challenger_scoring_nan_gets_the_worst_finite_loss(
     paired = evaluation.paired()  # the gate refuses non-finite losses; these are finite
     assert np.isnan(paired.challenger_scores).all()
     np.testing.assert_allclose(paired.challenger_losses, -np.log(1e-7))
+
+
+def test_logged_propensities_reach_the_gate_and_plain_examples_carry_none() -> None:
+    @dataclass(frozen=True)
+    class Served:  # what the joiner emits: an example with its logged propensity
+        prediction_id: str
+        label: int
+        features: dict
+        propensity: float | None
+
+    champion = build_model("logreg", hash_bits=8)
+    explored = [Served(f"p{i}", i % 2, {"c": str(i % 2)}, 0.05 if i % 3 else None)
+                for i in range(6)]
+    ev = Evaluation()
+    ev.add(step(champion, champion.clone(), [LabeledExample("q", 1, {"c": "1"})]))
+    ev.add(step(champion, champion.clone(), explored))
+    p = ev.paired().propensities
+    assert p is not None
+    assert np.array_equal(p, [np.nan, np.nan, 0.05, 0.05, np.nan, 0.05, 0.05], equal_nan=True)
+    plain = step(champion, champion.clone(), [LabeledExample("q", 1, {"c": "1"})])
+    assert plain.propensities is None

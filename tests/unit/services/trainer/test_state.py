@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -75,6 +77,18 @@ def test_evaluation_window_round_trips_through_npz_without_pickle() -> None:
         assert np.array_equal(getattr(back, name), getattr(ev.paired(), name))
     assert encode_result(None) == b"" and decode_result(b"") is None
     assert window_of(Evaluation()) is None
+
+
+def test_logged_propensities_survive_the_checkpoint() -> None:
+    ev = Evaluation()
+    ev.add(result(3, 1))  # a batch of examples without propensities
+    ev.add(replace(result(2, 2), propensities=np.array([0.05, 1.0])))
+    back = decode_result(encode_result(window_of(ev)))
+    assert back is not None and back.propensities is not None
+    assert np.array_equal(back.propensities, [np.nan, np.nan, np.nan, 0.05, 1.0],
+                          equal_nan=True)
+    plain = decode_result(encode_result(result(2)))
+    assert plain is not None and plain.propensities is None
 
 
 def test_checkpoint_round_trips_every_field() -> None:
