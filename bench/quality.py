@@ -71,8 +71,10 @@ def run_scenario(cfg: QualityConfig, stages: Sequence[str], console: Console | N
 def run(quick: bool = False, console: Console | None = None, scenario: str = "sudden",
         seed: int = 0) -> dict[str, Any]:
     # Ranked as serving ranks: its exploration settings (env overrides included).
-    cfg = QualityConfig(scenario=scenario, seed=seed,
-                        exploration=exploration_of(ServingSettings()))
+    serving = ServingSettings()
+    cfg = QualityConfig(scenario=scenario, seed=seed, exploration=exploration_of(serving),
+                        label_stats=tuple(serving.label_stats),
+                        label_stats_memory=serving.label_stats_memory)
     if quick:
         cfg = replace(cfg, warmup=1_000, requests=2_500, drift_after=800)
     say = console.print if console else (lambda *a, **k: None)

@@ -14,6 +14,11 @@ scored by the model of that moment before anything learns from it.
   ``challenger_auc``: the challenger's, before it learnt each batch. ``model_auc_at_batch``:
   the same model alone (``model_progressive``: each micro-batch scored, then learnt; no gate,
   bot guard or per-user cap), so what the loop costs or brings shows.
+- ``label_stats_auc``, ``label_stats_logloss``: the same loop with serving's fresh label
+  statistics of ``user_id`` and ``item_id`` (``serving.label_stats``, off by default;
+  ``models.features.label_stats``), each rating enriched with the labels joined before it
+  (a like at its time, a non-like when its attribution window closes). ``auc`` itself runs
+  with whatever ``serving.label_stats`` says.
 - ``river_logreg_auc``, ``river_fm_auc``, ``river_best_auc``: river's LogisticRegression
   (SGD 0.05) and FMClassifier (its linear weights on SGD 0.05, as the LR; latent defaults), on
   one-hot dicts of the same features, each rating scored then learnt on its own.
@@ -35,7 +40,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -53,9 +58,17 @@ from river import facto, linear_model, optim
 
 from bench.common import running_stack
 from bench.replay_services import REPLAY_SETTINGS, run_services
-from config.settings import GateSettings, StackSettings, TrainerSettings, load
+from config.settings import (
+    GateSettings,
+    JoinerSettings,
+    ServingSettings,
+    StackSettings,
+    TrainerSettings,
+    load,
+)
 from models.evaluation import auc, log_loss
 from models.evaluation.metrics import auc_difference_z
+from models.features.label_stats import LabelStats, enrich_in_time
 from models.training.step import LabeledExample
 from services.simulator import movielens
 from services.simulator.progressive import (
@@ -73,6 +86,7 @@ SERVICES_RATE = 250.0  # ratings (predict calls) per second through the services
 SPLIT = 0.8  # the batch model trains on this share of the run's ratings, in time order
 BATCH_EPOCHS = 3
 RIVER_LR = 0.05
+STATS_KEYS = ("user_id", "item_id")  # the label_stats_* figures: serving's statistics on
 
 
 def river_models() -> dict[str, Any]:
@@ -95,14 +109,31 @@ def run(quick: bool = False, console: Console | None = None) -> dict[str, Any]:
     stream = [LabeledExample(f"r{i}", r.label, r.features()) for i, r in enumerate(ratings)]
     labels = np.asarray([e.label for e in stream], dtype=np.float64)
     settings, gate = load(TrainerSettings), load(GateSettings)
+    serving, window = load(ServingSettings), load(JoinerSettings).attribution_window_ms
+
+    def with_stats(keys: Sequence[str]) -> list[LabeledExample]:
+        """The stream as serving would log it with label statistics of ``keys`` (none: as is):
+        a click counted at its time, a non-click when its attribution window closes."""
+        if not keys:
+            return stream
+        stats = LabelStats(keys, memory=serving.label_stats_memory,
+                           prior=serving.label_stats_prior)
+        rows = [(e.features, e.label, r.ts_ms) for e, r in zip(stream, ratings, strict=True)]
+        return [LabeledExample(e.prediction_id, e.label, f)
+                for e, f in zip(stream, enrich_in_time(stats, rows, window), strict=True)]
+
     seconds: dict[str, float] = {}
     river: dict[str, np.ndarray] = {}
     with _bars(console) as bar:
         with _timed(seconds, "in_process"):
             task = bar.add_task("default model, trainer's loop", total=n)
-            served = through_learner(stream, settings, gate,
+            served = through_learner(with_stats(serving.label_stats), settings, gate,
                                      times_ms=[r.ts_ms for r in ratings],
                                      advance=_advance(bar, task))
+            task = bar.add_task(f"…with label stats of {', '.join(STATS_KEYS)}", total=n)
+            stats_served = through_learner(with_stats(STATS_KEYS), settings, gate,
+                                           times_ms=[r.ts_ms for r in ratings],
+                                           advance=_advance(bar, task))
             alone = model_progressive(new_model(settings), stream,
                                       batch_size=settings.batch_size,
                                       advance=_advance(bar, bar.add_task(
@@ -126,6 +157,10 @@ def run(quick: bool = False, console: Console | None = None) -> dict[str, Any]:
         "logloss": _round(log_loss(labels, served.champion)),
         "challenger_auc": _round(auc(labels, served.challenger)),
         "challenger_logloss": _round(log_loss(labels, served.challenger)),
+        "label_stats": list(serving.label_stats),
+        # The same loop with serving's label statistics of user_id and item_id on.
+        "label_stats_auc": _round(auc(labels, stats_served.champion)),
+        "label_stats_logloss": _round(log_loss(labels, stats_served.champion)),
         "model_auc_at_batch": _round(auc(labels, alone)),
         "model_logloss_at_batch": _round(log_loss(labels, alone)),
         "decisions": served.decisions, "promotions": served.promotions,
@@ -146,7 +181,8 @@ def run(quick: bool = False, console: Console | None = None) -> dict[str, Any]:
         f"{figures['challenger_auc']}); {served.promotions} promotions, {served.rejections} "
         f"rejections; bot guard kept {served.guarded:,} from learning, per-user cap "
         f"{served.capped:,}; the model alone in the same micro-batches AUC "
-        f"{figures['model_auc_at_batch']}")
+        f"{figures['model_auc_at_batch']}; with label statistics of {', '.join(STATS_KEYS)} "
+        f"AUC {figures['label_stats_auc']} log loss {figures['label_stats_logloss']}")
     say(f"river: logreg AUC {figures['river_logreg_auc']} (scoring {settings.batch_size} before "
         f"learning them: {figures['river_logreg_auc_at_batch']}), fm {figures['river_fm_auc']}")
     say(f"last {n - split:,} ratings: batch-trained on the first {split:,} AUC "

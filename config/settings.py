@@ -140,6 +140,14 @@ class ServingSettings(Section):
     exploration_epsilon: float = Field(0.05, ge=0.0, le=1.0)
     exploration_temperature: float = Field(0.5, gt=0.0)
     exploration_slots: int = Field(5, ge=1, le=500)
+    # Fresh label statistics of these keys in every candidate's features, fed from `examples`
+    # (models/features/label_stats.py, services/serving/label_feed.py); [] (default) = off:
+    # they mask the drift alarm that restarts a stale ranking (BENCHMARKS.md, replay).
+    label_stats: list[str] = Field(default_factory=list)
+    label_stats_memory: float = Field(50.0, ge=0.0)  # labels a value remembers; 0: all
+    label_stats_prior: float = Field(5.0, gt=0.0)  # pseudo-labels at the overall rate
+    label_stats_capacity: int = Field(1_000_000, ge=1)  # key values kept (LRU)
+    label_stats_lookback_ms: int = Field(3_600_000, ge=0)  # read back at start-up
 
 
 class JoinerSettings(Section):

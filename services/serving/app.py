@@ -57,16 +57,20 @@ def _body_doc(model: type) -> dict[str, Any]:
 
 
 def create_app(ctx: ServingContext) -> FastAPI:
-    """The serving app. Its lifespan starts ``ctx.watcher`` and, at shutdown, stops it and
-    flushes and closes ``ctx.sink``."""
+    """The serving app. Its lifespan starts ``ctx.watcher`` and ``ctx.feed`` and, at shutdown,
+    stops them and flushes and closes ``ctx.sink``."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if ctx.watcher is not None:
             ctx.watcher.start()
+        if ctx.feed is not None:
+            ctx.feed.start()
         try:
             yield
         finally:
+            if ctx.feed is not None:
+                ctx.feed.stop()
             if ctx.watcher is not None:
                 ctx.watcher.stop()
             ctx.sink.close(5.0)
@@ -94,7 +98,7 @@ def create_app(ctx: ServingContext) -> FastAPI:
             raise HTTPException(503, "no model loaded yet", headers={"Retry-After": "1"})
         try:
             scored = score(champion, body, request_id=_new_id(), now_ms=int(time.time() * 1000),
-                           exploration=ctx.exploration, rng=ctx.rng)
+                           exploration=ctx.exploration, rng=ctx.rng, enrich=ctx.enrich)
         except FeatureLimitError as err:
             raise validation_error([("body", "candidates", err.index, "features")],
                                    str(err)) from None

@@ -59,6 +59,7 @@ def build_app(serving: ServingSettings, kafka: KafkaSettings, redis_settings: Re
     from services.serving.app import create_app
     from services.serving.champion import ChampionHolder, ChampionWatcher
     from services.serving.context import ServingContext
+    from services.serving.label_feed import LabelFeed, label_stats_of
     from services.serving.metrics import ServingMetrics
     from services.serving.sink import KafkaSink
     from streams.schemas import TimeBounds
@@ -74,8 +75,11 @@ def build_app(serving: ServingSettings, kafka: KafkaSettings, redis_settings: Re
                      max_messages=serving.producer_queue_messages,
                      linger_ms=serving.producer_linger_ms,
                      message_timeout_ms=serving.producer_message_timeout_ms)
+    stats = label_stats_of(serving)
+    feed = None if stats is None else LabelFeed(kafka.bootstrap_servers, kafka.examples_topic,
+                                                stats, lookback_ms=serving.label_stats_lookback_ms)
     ctx = ServingContext(serving, kafka, TimeBounds(schema.max_past_ms, schema.max_future_ms),
-                         holder, sink, metrics, registry, watcher)
+                         holder, sink, metrics, registry, watcher, feed)
     return create_app(ctx)
 
 

@@ -17,9 +17,11 @@ from config.settings import KafkaSettings, ServingSettings
 from services.registry.redis import RedisRegistry
 from services.serving.champion import ChampionHolder, ChampionWatcher
 from services.serving.exploration import Exploration, exploration_of
+from services.serving.label_feed import LabelFeed
 from services.serving.metrics import ServingMetrics
+from services.serving.scoring import Enrich
 from services.serving.sink import MessageSink
-from streams.schemas import TimeBounds
+from streams.schemas import FeatureValue, TimeBounds
 
 
 @dataclass
@@ -35,6 +37,8 @@ class ServingContext:
         metrics: The process's Prometheus objects.
         registry: Admin endpoints answer 503 without one.
         watcher: Started and stopped with the app when given.
+        feed: Fresh label statistics for scoring (``services.serving.label_feed``), started
+            and stopped with the app when given.
     """
 
     settings: ServingSettings
@@ -45,6 +49,20 @@ class ServingContext:
     metrics: ServingMetrics
     registry: RedisRegistry | None = None
     watcher: ChampionWatcher | None = None
+    feed: LabelFeed | None = None
+
+    @cached_property
+    def enrich(self) -> Enrich | None:
+        """Adds the feed's label statistics to candidates' features; None without a feed."""
+        feed = self.feed
+        if feed is None:
+            return None
+
+        def enrich(features: list[dict[str, FeatureValue]]) -> list[dict[str, FeatureValue]]:
+            with feed.enriching() as stats:
+                return stats.enrich_many(features)
+
+        return enrich
 
     @cached_property
     def exploration(self) -> Exploration:

@@ -34,6 +34,8 @@ from services.serving.schemas import PredictRequest
 from streams.schemas import MAX_FEATURES, Event, FeatureValue, TimeBounds, encode, parse_event
 
 CHAMPION_ARM: Final = "champion"
+# Adds serving's own features to the candidates' dicts (services.serving.label_feed).
+Enrich = Callable[[list[dict[str, FeatureValue]]], list[dict[str, FeatureValue]]]
 GREEDY: Final = Exploration()  # no exploration: best score first
 
 
@@ -105,6 +107,7 @@ def score(
     now_ms: int,
     exploration: Exploration = GREEDY,
     rng: np.random.Generator | None = None,
+    enrich: Enrich | None = None,
 ) -> Scored:
     """Score every candidate in one vectorised call and rank them, best first.
 
@@ -113,12 +116,18 @@ def score(
     than a uuid per candidate. Ties keep request order. A non-finite score (a broken model)
     is served as 0.0 rather than breaking the response or the ``predictions`` schema. The
     order is ``exploration``'s (``services.serving.exploration``, drawing from ``rng``); each
-    ``predictions`` message carries the propensity of its slot and the policy.
+    ``predictions`` message carries the propensity of its slot and the policy. ``enrich``
+    adds serving's own features (``LabelStats``: fresh label statistics) before scoring, so
+    they are logged with the rest; a candidate they would take past ``MAX_FEATURES`` goes
+    without them.
 
     Raises:
         FeatureLimitError: See ``model_features``.
     """
     features = model_features(request)
+    if enrich is not None:
+        features = [f if len(f) <= MAX_FEATURES else plain
+                    for f, plain in zip(enrich(features), features, strict=True)]
     scores = np.asarray(champion.model.predict_proba_many(features), dtype=np.float64)
     if not (np.isfinite(scores).all() and scores.min() >= 0.0 and scores.max() <= 1.0):
         scores = np.clip(np.nan_to_num(scores, nan=0.0, posinf=1.0, neginf=0.0), 0.0, 1.0)

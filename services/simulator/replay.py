@@ -30,6 +30,7 @@ import numpy as np
 
 from config.settings import GateSettings, TrainerSettings
 from models.evaluation import log_loss
+from models.features.label_stats import LabelStats
 from models.learners.base import Model
 from models.training.batching import CohortBuffer
 from services.serving.exploration import Exploration, rank
@@ -80,6 +81,10 @@ class QualityConfig:
     ranking_phase: int = 5_000  # labels of the early post-drift and of the tail phase
     ranking_window: int = 1_000  # labels the served CTR's recovery is averaged over
     exploration: Exploration = GREEDY  # serving's exploration (bench quality: its settings)
+    # Serving's fresh label statistics (serving.label_stats*; () = off): candidates are
+    # enriched at request time, each label counted when the joiner would emit it.
+    label_stats: tuple[str, ...] = ()
+    label_stats_memory: float = 50.0
 
 
 @dataclass
@@ -148,6 +153,8 @@ def run_stage(stage: str, scenario: Scenario, world: World, initial: Model,
     """Serve ``cfg.requests`` requests after the warm-up with ``stage``'s learning, ranked as
     serving ranks them under ``cfg.exploration`` (``services.serving.exploration``)."""
     exploration = cfg.exploration
+    stats = (LabelStats(cfg.label_stats, memory=cfg.label_stats_memory)
+             if cfg.label_stats else None)
     champion = initial.clone()
     rng = np.random.default_rng([cfg.seed, 7])  # serving's draws, the same for every stage
     greedy_before = served_before = 0.0  # true p shown before the drift: greedy vs served
@@ -181,6 +188,8 @@ def run_stage(stage: str, scenario: Scenario, world: World, initial: Model,
         nonlocal post_drift, nonpersonal_sum, nonpersonal_n
         while heap and heap[0].due_ms <= now_ms:
             d = heapq.heappop(heap)
+            if stats is not None:
+                stats.update(d.example.features, d.label)
             s, o = log_loss(d.label, d.served), log_loss(d.label, d.optimal)
             out.labels += 1
             regret_sum += s - o
@@ -233,6 +242,8 @@ def run_stage(stage: str, scenario: Scenario, world: World, initial: Model,
         request = world.request(n, state)
         body = request.body()
         features = model_features(PredictRequest.model_validate(body))
+        if stats is not None:
+            features = stats.enrich_many(features)
         scores = np.asarray(champion.predict_proba_many(features), dtype=np.float64)
         ranked = rank(scores, exploration, rng)
         order = ranked.order
