@@ -15,6 +15,12 @@ Policies (``Exploration.policy``):
   propensity is (1 − ε)·[it is the best remaining] + ε / remaining.
 - ``softmax``: each slot draws from the remaining candidates with probability proportional to
   ``exp(logit(score) / temperature)`` (Plackett–Luce); the propensity is that probability.
+- ``thompson``: each slot takes the remaining candidate with the highest log-odds drawn from
+  the model's posterior, ``N(logit(score), (temperature · std)²)`` with ``std`` the model's
+  uncertainty about each candidate (``Model.logit_std_many``: a feature it has seen little
+  is uncertain, so new items get tried and known ones rarely). The propensity has no closed
+  form: it is the share of ``THOMPSON_DRAWS`` + 1 joint draws (the one that chose included,
+  so never 0) in which the chosen candidate comes first, an unbiased estimate of it.
 
 Past ``slots`` the rest follows by score, propensity 1: given the slots before, that order is
 certain. Ties keep request order.
@@ -40,8 +46,9 @@ import numpy as np
 from models.evaluation.metrics import EPS
 from services.errors import ServicesError
 
-Policy = Literal["none", "epsilon", "softmax"]
+Policy = Literal["none", "epsilon", "softmax", "thompson"]
 POLICIES: Final[tuple[Policy, ...]] = get_args(Policy)
+THOMPSON_DRAWS: Final = 255  # draws per slot that estimate a Thompson propensity
 
 
 class ExplorationError(ServicesError, ValueError):
@@ -53,10 +60,10 @@ class Exploration:
     """How serving explores (``serving.exploration*`` settings).
 
     Attributes:
-        policy: ``none``, ``epsilon`` or ``softmax``.
+        policy: ``none``, ``epsilon``, ``softmax`` or ``thompson``.
         epsilon: Per-slot probability of a uniform draw (``epsilon``).
-        temperature: Softmax temperature on the scores' log-odds (``softmax``); smaller is
-            greedier.
+        temperature: Softmax temperature on the scores' log-odds (``softmax``), or the scale
+            of the posterior's spread (``thompson``); smaller is greedier.
         slots: Leading positions that may be explored (what a client typically shows).
     """
 
@@ -101,8 +108,12 @@ class Ranking:
     ranked: int = 0
 
 
-def rank(scores: np.ndarray, cfg: Exploration, rng: np.random.Generator | None) -> Ranking:
+def rank(scores: np.ndarray, cfg: Exploration, rng: np.random.Generator | None,
+         std: np.ndarray | None = None) -> Ranking:
     """Order the candidates of one request under ``cfg``, with each slot's propensity.
+
+    ``std`` is the model's uncertainty about each candidate's log-odds (``thompson``; None:
+    1 for every candidate, a uniform spread).
 
     Raises:
         ExplorationError: A policy that draws was given no generator to draw from.
@@ -117,12 +128,16 @@ def rank(scores: np.ndarray, cfg: Exploration, rng: np.random.Generator | None) 
     propensity: list[float] = []
     explored: list[bool] = []
     cost = 0.0
-    logits = _logits(scores) / cfg.temperature if cfg.policy == "softmax" else None
+    logits = _logits(scores)
+    spread = cfg.temperature * (np.ones(len(greedy)) if std is None
+                                else np.asarray(std, dtype=np.float64))
     for _ in range(min(cfg.slots, len(greedy))):
-        if logits is None:
+        if cfg.policy == "epsilon":
             pick, p = _epsilon(remaining, cfg.epsilon, rng)
+        elif cfg.policy == "softmax":
+            pick, p = _softmax(remaining, logits / cfg.temperature, rng)
         else:
-            pick, p = _softmax(remaining, logits, rng)
+            pick, p = _thompson(remaining, logits, spread, rng)
         best, chosen = remaining[0], remaining.pop(pick)
         order.append(chosen)
         propensity.append(p)
@@ -149,6 +164,15 @@ def _softmax(remaining: list[int], logits: np.ndarray, rng: np.random.Generator,
     p = w / w.sum()
     pick = int(rng.choice(len(remaining), p=p))
     return pick, float(p[pick])
+
+
+def _thompson(remaining: list[int], logits: np.ndarray, spread: np.ndarray,
+              rng: np.random.Generator) -> tuple[int, float]:
+    mean, sd = logits[remaining], spread[remaining]
+    draws = mean + sd * rng.standard_normal((THOMPSON_DRAWS + 1, len(remaining)))
+    winners = draws.argmax(axis=1)
+    pick = int(winners[0])  # the first draw chooses; all of them estimate its probability
+    return pick, float(np.count_nonzero(winners == pick)) / len(winners)
 
 
 def _logits(scores: np.ndarray) -> np.ndarray:

@@ -10,6 +10,8 @@ configured in ``drift.features`` and slice values at most ``drift.max_slices``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, ProcessCollector
 
 EXAMPLE_OUTCOMES = ("trained", "duplicate", "capped", "guarded", "invalid", "replayed")
@@ -63,6 +65,12 @@ class TrainerMetrics:
             "streamlearn_trainer_prequential_logloss",
             "Mean log loss on fresh examples since the last gate decision, scored before "
             "training", ["model_version", "arm"], registry=r,
+        )
+        self.ranking_ctr = Gauge(
+            "streamlearn_trainer_ranking_ctr",
+            "CTR@k estimated off-policy on explored traffic at the last gate decision that had "
+            "enough of it (SNIPS of each arm's top share; models/evaluation/offpolicy.py)",
+            ["arm"], registry=r,
         )
         self.prequential_auc = Gauge(
             "streamlearn_trainer_prequential_auc",
@@ -158,10 +166,15 @@ class TrainerMetrics:
             ["feature", "value"], registry=r,
         )
 
-    def decision(self, outcome: str, rule: str) -> None:
-        """Count one gate decision (an unknown rule name is counted as ``not_significant``)."""
+    def decision(self, outcome: str, rule: str, figures: Mapping[str, float] | None = None,
+                 ) -> None:
+        """Count one gate decision (an unknown rule name is counted as ``not_significant``),
+        and set the off-policy CTR@k of both arms when the decision estimated them."""
         key = (outcome, rule if rule in GATE_RULES else "not_significant")
         self.decisions[key].inc()
+        if figures and "ranking_champion_ctr" in figures:
+            self.ranking_ctr.labels(arm="champion").set(figures["ranking_champion_ctr"])
+            self.ranking_ctr.labels(arm="challenger").set(figures["ranking_challenger_ctr"])
 
     def prequential(self, version: str, arm: str, loss: float, area: float) -> None:
         """Set the prequential figures of one arm; forget labels of versions no longer used."""

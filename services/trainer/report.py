@@ -77,7 +77,7 @@ class Report:
         if decision is None or evidence is None:
             return
         self._prequential(champion_version, evidence)  # before the count: a scrape sees both
-        self.metrics.decision(decision.outcome, decision.rule)
+        self.metrics.decision(decision.outcome, decision.rule, decision.figures)
         colour = COLOURS.get(decision.outcome, "yellow")
         self.console.print(f"gate: [{colour}]{decision.outcome}[/] — {decision.reason}")
 

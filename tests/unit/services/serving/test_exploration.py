@@ -91,3 +91,30 @@ def test_ips_on_a_constructed_log_recovers_the_greedy_policys_ctr() -> None:
 def test_bad_settings_are_refused_with_the_reason(kwargs: dict) -> None:
     with pytest.raises(ExplorationError):
         Exploration(**kwargs)
+
+
+def test_thompson_propensity_estimates_the_frequency_of_the_choice() -> None:
+    from statistics import NormalDist
+
+    scores = np.array([0.30, 0.20])
+    std = np.array([0.2, 1.5])  # the worse-scored candidate is the uncertain one
+    cfg = Exploration("thompson", temperature=1.0, slots=1)
+    logit = np.log(scores / (1 - scores))
+    exact = NormalDist().cdf((logit[1] - logit[0]) / float(np.hypot(*std)))  # P(1 first)
+    rng = np.random.default_rng(3)
+    runs = [rank(scores, cfg, rng, std=std) for _ in range(4_000)]
+    firsts = np.array([r.order[0] for r in runs])
+    assert np.mean(firsts == 1) == pytest.approx(exact, abs=0.03)
+    logged = np.array([r.propensity[0] for r in runs])
+    assert np.mean(logged[firsts == 1]) == pytest.approx(exact, abs=0.03)
+    assert np.mean(logged[firsts == 0]) == pytest.approx(1 - exact, abs=0.03)
+    assert logged.min() > 0 and all(r.propensity[1] == 1.0 for r in runs)
+
+
+def test_thompson_tries_the_uncertain_candidate_more_than_the_known_one() -> None:
+    scores = np.array([0.30, 0.20, 0.20])
+    std = np.array([0.1, 2.0, 0.1])  # candidates 1 and 2 score alike; 1 is new
+    rng = np.random.default_rng(4)
+    firsts = Counter(rank(scores, Exploration("thompson", temperature=1.0, slots=1), rng,
+                          std=std).order[0] for _ in range(2_000))
+    assert firsts[1] > 10 * max(firsts[2], 1)

@@ -37,3 +37,17 @@ def test_every_trainer_metric_follows_the_naming_rule() -> None:
     ours = {n for n in names if not n.startswith("process_")}
     assert ours and all(n.startswith(("streamlearn_trainer_", "streamlearn_drift_"))
                         for n in ours)
+
+
+def test_the_off_policy_ctr_of_both_arms_follows_the_decisions_that_had_it() -> None:
+    m = TrainerMetrics()
+
+    def value(arm: str) -> float | None:
+        return m.registry.get_sample_value("streamlearn_trainer_ranking_ctr", {"arm": arm})
+
+    m.decision("keep_training", "not_significant", {"n": 2048.0})  # no explored traffic
+    assert value("champion") is None
+    m.decision("reject", "ranking", {"ranking_champion_ctr": 0.3, "ranking_challenger_ctr": 0.1})
+    assert (value("champion"), value("challenger")) == (0.3, 0.1)
+    m.decision("promote", "better", {"n": 4096.0})  # the last estimate stays shown
+    assert value("challenger") == 0.1
