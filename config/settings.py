@@ -136,7 +136,7 @@ class ServingSettings(Section):
     http: Literal["auto", "h11", "httptools"] = "auto"
     # Exploration over the first exploration_slots ranks (services/serving/exploration.py);
     # every logged prediction carries the propensity of its rank and the policy.
-    exploration: Literal["none", "epsilon", "softmax"] = "none"  # off: BENCHMARKS.md, quality
+    exploration: Literal["none", "epsilon", "softmax", "thompson"] = "none"  # BENCHMARKS.md
     exploration_epsilon: float = Field(0.05, ge=0.0, le=1.0)
     exploration_temperature: float = Field(0.5, gt=0.0)
     exploration_slots: int = Field(5, ge=1, le=500)

@@ -63,12 +63,15 @@ class Model(ABC):
         """
 
     @abstractmethod
-    def learn_many(self, batch: Batch, labels: Sequence[int] | np.ndarray) -> float:
-        """One update on a micro-batch; neither argument is modified.
+    def learn_many(self, batch: Batch, labels: Sequence[int] | np.ndarray,
+                   weights: Sequence[float] | np.ndarray | None = None) -> float:
+        """One update on a micro-batch; no argument is modified.
 
         Args:
             batch: Flat feature dicts.
             labels: 0/1 (or bool) per dict.
+            weights: How much each example counts (e.g. a clipped inverse propensity), scaled
+                to a mean of 1 over the batch so the step size stays what it is; None: all 1.
 
         Returns:
             The batch's mean progressive log loss: each example scored before the update
@@ -76,8 +79,18 @@ class Model(ABC):
             it). 0.0 for an empty batch, which is a no-op.
 
         Raises:
-            BatchError: Lengths differ, a label is not 0/1, or a feature has a bad type.
+            BatchError: Lengths differ, a label is not 0/1, a weight is negative or not
+                finite, or a feature has a bad type.
         """
+
+    def logit_std_many(self, batch: Batch) -> np.ndarray:
+        """Optional: the model's uncertainty about each dict's log-odds (a standard deviation),
+        for Thompson-style exploration: large for features seen little, small for known ones.
+
+        Raises:
+            NotImplementedError: The model keeps no measure of its uncertainty.
+        """
+        raise NotImplementedError(f"{type(self).__name__} has no uncertainty estimate")
 
     @abstractmethod
     def clone(self) -> Model:
@@ -200,6 +213,27 @@ def check_labels(batch: Batch, labels: Sequence[int] | np.ndarray) -> np.ndarray
     if not np.all((y == 0.0) | (y == 1.0)):
         raise BatchError("labels must be 0 or 1")
     return y
+
+
+def check_weights(batch: Batch, weights: Sequence[float] | np.ndarray | None) -> np.ndarray:
+    """Example weights scaled to a mean of 1 (all 1 when None or all 0).
+
+    Raises:
+        BatchError: Lengths differ, or a weight is negative or not finite.
+
+    Example:
+        >>> check_weights([{}, {}], [1.0, 3.0]).tolist(), check_weights([{}], None).tolist()
+        ([0.5, 1.5], [1.0])
+    """
+    if weights is None:
+        return np.ones(len(batch))
+    w = np.asarray(weights, dtype=np.float64).reshape(-1)
+    if w.size != len(batch):
+        raise BatchError(f"{len(batch)} feature dicts but {w.size} weights")
+    if not (np.all(np.isfinite(w)) and np.all(w >= 0.0)):
+        raise BatchError("weights must be finite and >= 0")
+    total = float(w.sum())
+    return w * (w.size / total) if total > 0 else np.ones(w.size)
 
 
 def check_keep(keep: float) -> float:

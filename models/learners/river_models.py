@@ -26,7 +26,7 @@ from river import linear_model, optim, preprocessing, tree
 from models.errors import BlobError, HyperparameterError
 from models.evaluation.metrics import log_loss
 from models.features.encoding import Batch, FeatureEncoder, FeatureSpec, split_features, stable_hash
-from models.learners.base import Model, check_keep, check_labels, logit, pack_blob
+from models.learners.base import Model, check_keep, check_labels, check_weights, logit, pack_blob
 
 FeatureMode = Literal["raw", "hashed"]
 # One prepared example: (numeric features, categorical features); hashed rows are all numeric.
@@ -134,8 +134,8 @@ class RiverModel(Model):
         """River's class distribution for one prepared example."""
 
     @abstractmethod
-    def _learn_one(self, row: _Row, label: bool) -> None:
-        """Learn one prepared example."""
+    def _learn_one(self, row: _Row, label: bool, weight: float = 1.0) -> None:
+        """Learn one prepared example with its weight."""
 
     def _rows(self, batch: Batch, *, learn: bool) -> list[_Row]:
         if self.config.features == "hashed":
@@ -156,15 +156,18 @@ class RiverModel(Model):
         rows = self._rows(batch, learn=False)
         return np.array([self._score(row) for row in rows], dtype=np.float64).reshape(-1)
 
-    def learn_many(self, batch: Batch, labels: Sequence[int] | np.ndarray) -> float:
-        """See ``Model.learn_many``; the loss is computed from scores taken before learning."""
+    def learn_many(self, batch: Batch, labels: Sequence[int] | np.ndarray,
+                   weights: Sequence[float] | np.ndarray | None = None) -> float:
+        """See ``Model.learn_many``; the loss is computed from scores taken before learning.
+        Weights go to river's ``learn_one(x, y, w)``."""
         y = check_labels(batch, labels)
+        w = check_weights(batch, weights)
         if not len(batch):
             return 0.0
         rows = self._rows(batch, learn=True)
         before = np.array([self._score(row) for row in rows], dtype=np.float64)
-        for row, label in zip(rows, y.tolist(), strict=True):
-            self._learn_one(row, label == 1.0)
+        for row, label, weight in zip(rows, y.tolist(), w.tolist(), strict=True):
+            self._learn_one(row, label == 1.0, weight)
         return log_loss(y, before)
 
     def forget(self, keep: float) -> None:
@@ -255,11 +258,11 @@ class RiverLogReg(RiverModel):
     def _proba_one(self, row: _Row) -> dict[Any, float]:
         return self.river["lr"].predict_proba_one(self._inputs(row))
 
-    def _learn_one(self, row: _Row, label: bool) -> None:
+    def _learn_one(self, row: _Row, label: bool, weight: float = 1.0) -> None:
         if self.config.features == "raw":
             # river's Pipeline order: the scaler learns the example, then transforms it.
             self.river["scaler"].learn_one(row[0])
-        self.river["lr"].learn_one(self._inputs(row), label)
+        self.river["lr"].learn_one(self._inputs(row), label, w=weight)
 
 
 class RiverHoeffding(RiverModel):
@@ -299,5 +302,5 @@ class RiverHoeffding(RiverModel):
     def _proba_one(self, row: _Row) -> dict[Any, float]:
         return self.river["tree"].predict_proba_one(self._inputs(row))
 
-    def _learn_one(self, row: _Row, label: bool) -> None:
-        self.river["tree"].learn_one(self._inputs(row), label)
+    def _learn_one(self, row: _Row, label: bool, weight: float = 1.0) -> None:
+        self.river["tree"].learn_one(self._inputs(row), label, w=weight)

@@ -33,7 +33,14 @@ from torch.nn import functional as F  # noqa: N812 (torch's own convention)
 
 from models.errors import BlobError, HyperparameterError
 from models.features.encoding import Batch, EncodedBatch, FeatureEncoder, FeatureSpec
-from models.learners.base import Model, check_keep, check_labels, logit, pack_blob
+from models.learners.base import (
+    Model,
+    check_keep,
+    check_labels,
+    check_weights,
+    logit,
+    pack_blob,
+)
 
 # Pseudo-examples at the prior CTR that smooth the first batch's click rate (learn_many).
 _BIAS_PSEUDO = 16.0
@@ -162,11 +169,15 @@ class TorchModel(Model):
             self.net = _CTRNet(self.encoder.spec.n_rows, self.config, None)
             self._acc_table = torch.empty(0)
             self._acc_dense = {}
+            self._info = torch.empty(0)
             return
         generator = torch.Generator().manual_seed(self.config.seed)
         self.net = _CTRNet(self.encoder.spec.n_rows, self.config, generator)
         init = self.config.accumulator_init
         self._acc_table = torch.full_like(self.net.table, init)
+        # Per row, the Fisher information its linear weight has seen, sum p(1 - p) x²: what
+        # logit_std_many reads (Adagrad's sums of squared *mean* gradients are not it).
+        self._info = torch.zeros(self.encoder.spec.n_rows)
         self._acc_dense = {
             name: torch.full_like(p, init)
             for name, p in self.net.named_parameters()
@@ -186,7 +197,8 @@ class TorchModel(Model):
             logits = self.net.logits(self.net.table, idx, val)
             return torch.sigmoid(logits).double().numpy()
 
-    def learn_many(self, batch: Batch, labels: Sequence[int] | np.ndarray) -> float:
+    def learn_many(self, batch: Batch, labels: Sequence[int] | np.ndarray,
+                   weights: Sequence[float] | np.ndarray | None = None) -> float:
         """See ``Model.learn_many``; one optimiser step per ``minibatch`` examples, in order.
         Returns the mean loss of the steps, weighted by their sizes.
 
@@ -197,13 +209,15 @@ class TorchModel(Model):
         ~15,000 examples to reach a stream's 55 % (``bench replay``, MovieLens: log loss 1.68
         over the first 4,608)."""
         y = check_labels(batch, labels)
+        w = None if weights is None else check_weights(batch, weights)
         fresh = bool((self._acc_dense["bias"] <= self.config.accumulator_init).all())
         size = self.config.minibatch
         total = 0.0
         for start in range(0, len(batch), size):
             part = batch[start:start + size]
             part_y = y[start:start + size]
-            total += self._step(part, part_y) * len(part)
+            part_w = None if w is None else w[start:start + size]
+            total += self._step(part, part_y, part_w) * len(part)
             if fresh:
                 fresh = False
                 with torch.no_grad():
@@ -212,14 +226,21 @@ class TorchModel(Model):
                     self.net.bias.fill_(logit(rate))
         return total / len(batch) if len(batch) else 0.0
 
-    def _step(self, batch: Batch, labels: np.ndarray) -> float:
+    def _step(self, batch: Batch, labels: np.ndarray, weights: np.ndarray | None = None,
+              ) -> float:
         y = torch.from_numpy(np.ascontiguousarray(labels)).float()
         enc = self.encoder.encode(batch, learn=True)
         idx, val = _tensors(enc)
         uniq, inv = torch.unique(idx, return_inverse=True)
         rows = self.net.table.detach()[uniq].requires_grad_()
         dense = {n: p for n, p in self.net.named_parameters() if p.requires_grad}
-        loss = F.binary_cross_entropy_with_logits(self.net.logits(rows, inv, val), y)
+        logits = self.net.logits(rows, inv, val)
+        with torch.no_grad():
+            p = torch.sigmoid(logits)
+            self._info.index_add_(0, idx.reshape(-1),
+                                  ((p * (1.0 - p)).unsqueeze(1) * val.square()).reshape(-1))
+        w = None if weights is None else torch.from_numpy(weights).float()
+        loss = F.binary_cross_entropy_with_logits(logits, y, weight=w)
         objective = (loss + self.config.l2 * rows.square().sum()) if self.config.l2 else loss
         grads = torch.autograd.grad(objective, [rows, *dense.values()])
         lr = self.config.lr
@@ -249,8 +270,20 @@ class TorchModel(Model):
                 fresh.normal_(0.0, self.config.init_std, generator=generator)
                 self.net.table[:, 1:].add_((1.0 - keep) * fresh)
             self._acc_table.fill_(init)
+            self._info.mul_(keep)
             for acc in self._acc_dense.values():
                 acc.fill_(init)
+
+    def logit_std_many(self, batch: Batch) -> np.ndarray:
+        """See ``Model.logit_std_many``: a Laplace approximation on the linear weights, each
+        weight's variance ``1 / (1 + I_j)`` with ``I_j`` the Fisher information its examples
+        carried (``sum p(1 - p) x²``; the 1 is a unit-variance prior), so the log-odds'
+        variance is ``sum_j x_j² / (1 + I_j)`` over the dict's active features. A forgotten
+        model keeps ``keep`` of it."""
+        with torch.inference_mode():
+            idx, val = _tensors(self.encoder.encode(batch))
+            variance = (val.square() / (1.0 + self._info[idx])).sum(1)
+            return variance.sqrt().double().numpy()
 
     def embed_many(self, batch: Batch) -> np.ndarray:
         """The pooled latent vector ``sum_i v_i x_i`` of each dict (FM and DeepFM)."""
@@ -280,6 +313,7 @@ class TorchModel(Model):
         """See ``Model.save``: ``torch.save`` of tensors only, behind the JSON header."""
         tensors = dict(self.net.state_dict())
         tensors["acc.table"] = self._acc_table
+        tensors["info.table"] = self._info
         tensors.update({f"acc.{n}": t for n, t in self._acc_dense.items()})
         buf = io.BytesIO()
         torch.save(tensors, buf)
@@ -303,6 +337,8 @@ class TorchModel(Model):
             model = cls(cls.config_class(**header["config"]), encoder.spec, _blank=True)
             model.encoder = encoder
             model._acc_table = tensors.pop("acc.table")
+            info = tensors.pop("info.table", None)  # blobs saved before it existed: none seen
+            model._info = torch.zeros(encoder.spec.n_rows) if info is None else info
             model._acc_dense = {
                 n.removeprefix("acc."): tensors.pop(n) for n in list(tensors) if n[:4] == "acc."
             }
@@ -352,3 +388,5 @@ def _check_accumulators(model: TorchModel) -> None:
     got = {"table": model._acc_table.shape} | {n: t.shape for n, t in model._acc_dense.items()}
     if got != expected:
         raise ValueError(f"optimiser state {got} does not match parameters {expected}")
+    if model._info.shape != (params["table"].shape[0],):
+        raise ValueError(f"information {tuple(model._info.shape)} does not match the table")

@@ -23,6 +23,11 @@ The rules, one each:
   set (``refresh_sanity_on_alarm``) empties it and the *next* batch starts the new one: the
   alarm's own batch may straddle the change. A set still filling is kept: it is made of
   examples after an earlier alarm (or of the first ones).
+- **Stale sanity set.** ``stale_after`` forgetting rejections in a row, each of a challenger
+  with the lower loss on the fresh examples, re-freeze the set: the fresh data and the set
+  disagree, and the fresh data is the world now. Without it a shift that raised no alarm
+  (the exploration's own noise hid it) kept the old set, and every adapted challenger was
+  rejected as "forgetting" for the rest of the run.
 - **Race.** An alarm (at most one per champion, ``forget_on_drift`` < 1) starts a ``Race``: a
   replica of the challenger that forgot, learning beside it, judged by the gate every
   ``min_examples`` examples; its win is the step's decision (``promote``), its loss ends it.
@@ -149,6 +154,8 @@ class Learner:
             the gate rejects the racer sooner.
         cold: The champion is an untrained cold start: the first verdict comes at the gate's
             ``min_examples`` rather than ``gate_every``.
+        stale_after: Forgetting rejections in a row, each of a challenger with the lower loss
+            on the fresh examples, that re-freeze the sanity set (0: never).
     """
 
     def __init__(self, champion: Model, policy: TrainingPolicy, gate: GateConfig, *,
@@ -156,7 +163,7 @@ class Learner:
                  window_max: int | None = 50_000, drift: LossDriftDetector | None = None,
                  guard: ClickGuard | None = None, refresh_sanity_on_alarm: bool = True,
                  forget_on_drift: float = 1.0, race_labels: int = 10_000,
-                 cold: bool = False) -> None:
+                 cold: bool = False, stale_after: int = 3) -> None:
         self.champion = champion
         self.policy = policy
         self.gate = gate
@@ -174,6 +181,8 @@ class Learner:
         self.cold = cold
         self.race: Race | None = None
         self.raced = False  # an alarm started a race since the champion changed
+        self.stale_after = stale_after
+        self.stale = 0  # forgetting rejections in a row of a challenger better on fresh data
 
     @property
     def challenger(self) -> Model:
@@ -262,6 +271,7 @@ class Learner:
         self.since_gate = 0
         evidence = self.evaluation.paired() if evidence is None else evidence
         decision = decide(evidence, self.sanity_pairs(), self.gate)
+        self._stale_sanity(decision)
         c = self.counts
         promoted, rejected = decision.outcome == "promote", decision.outcome == "reject"
         self.counts = replace(c, decisions=c.decisions + 1, promotions=c.promotions + promoted,
@@ -274,6 +284,15 @@ class Learner:
         elif self.gate_every is None:
             self.evaluation.reset()
         return decision
+
+    def _stale_sanity(self, decision: GateDecision) -> None:
+        if decision.rule == "min_examples":
+            return  # no verdict on quality: neither a link of the chain nor its end
+        better = decision.figures.get("mean_diff", 0.0) > 0.0
+        self.stale = self.stale + 1 if decision.rule == "forgetting" and better else 0
+        if self.stale_after and self.stale >= self.stale_after:
+            self.stale = 0
+            self.refresh_sanity()
 
     def _judge_race(self) -> tuple[GateDecision, PairedLosses, Model] | None:
         """Ask the gate on the racer when it is due. A win is adopted and returned, and the race

@@ -38,12 +38,14 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal, get_args
 
 import numpy as np
 
 from models.evaluation.metrics import EPS
+from models.learners.base import Model
 from services.errors import ServicesError
 
 Policy = Literal["none", "epsilon", "softmax", "thompson"]
@@ -106,6 +108,18 @@ class Ranking:
     explored: list[bool]
     cost: float
     ranked: int = 0
+
+
+def uncertainty(model: Model, features: Sequence[Mapping[str, Any]], cfg: Exploration,
+                ) -> np.ndarray | None:
+    """What ``rank`` needs of the model besides its scores: under ``thompson``, its
+    ``logit_std_many`` (None, a uniform spread, for a model without one); else None."""
+    if cfg.policy != "thompson":
+        return None
+    try:
+        return model.logit_std_many(features)
+    except NotImplementedError:
+        return None
 
 
 def rank(scores: np.ndarray, cfg: Exploration, rng: np.random.Generator | None,

@@ -29,7 +29,7 @@ import orjson
 
 from models.learners.base import Model
 from services.errors import ServicesError
-from services.serving.exploration import Exploration, Ranking, rank
+from services.serving.exploration import Exploration, Ranking, rank, uncertainty
 from services.serving.schemas import PredictRequest
 from streams.schemas import MAX_FEATURES, Event, FeatureValue, TimeBounds, encode, parse_event
 
@@ -133,7 +133,7 @@ def score(
         scores = np.clip(np.nan_to_num(scores, nan=0.0, posinf=1.0, neginf=0.0), 0.0, 1.0)
     ids = [f"{request_id}-{i}" for i in range(len(features))]
     values = scores.tolist()
-    ranking = rank(scores, exploration, rng)
+    ranking = rank(scores, exploration, rng, uncertainty(champion.model, features, exploration))
     propensity = [1.0] * len(values)
     for slot, i in enumerate(ranking.order):
         propensity[i] = ranking.propensity[slot]

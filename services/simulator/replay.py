@@ -33,7 +33,7 @@ from models.evaluation import log_loss
 from models.features.label_stats import LabelStats
 from models.learners.base import Model
 from models.training.batching import CohortBuffer
-from services.serving.exploration import Exploration, rank
+from services.serving.exploration import Exploration, rank, uncertainty
 from services.serving.schemas import PredictRequest
 from services.serving.scoring import GREEDY, model_features
 from services.simulator.accounting import RecoveryTracker, oracle_top_k, within_tolerance_share
@@ -245,7 +245,7 @@ def run_stage(stage: str, scenario: Scenario, world: World, initial: Model,
         if stats is not None:
             features = stats.enrich_many(features)
         scores = np.asarray(champion.predict_proba_many(features), dtype=np.float64)
-        ranked = rank(scores, exploration, rng)
+        ranked = rank(scores, exploration, rng, uncertainty(champion, features, exploration))
         order = ranked.order
         slot_p = dict(zip(order, ranked.propensity, strict=True))
         predictions = [{"prediction_id": f"{n}-{i}", "item_id": body["candidates"][i]["item_id"],

@@ -179,3 +179,41 @@ def test_optional_methods_raise_not_implemented_or_work(name: str) -> None:
     except NotImplementedError:
         return
     assert vectors.shape[0] == 5 and np.all(np.isfinite(vectors))
+
+
+def test_weights_of_one_change_nothing_and_heavier_examples_count_more(name: str) -> None:
+    plain, weighted = trained(name), trained(name)
+    batch, labels = next(iter(make_stream(1, 64, seed=5)))
+    plain.learn_many(batch, labels)
+    weighted.learn_many(batch, labels, weights=np.full(len(batch), 3.0))  # scaled to mean 1
+    probe = make_batch(32, seed=9)
+    assert np.allclose(plain.predict_proba_many(probe), weighted.predict_proba_many(probe))
+    # One feature, half clicks: the weights decide which way the model leans.
+    x, y = [{"f": "same"}] * 64, [1, 0] * 32
+    clicks_count = build_model(name, seed=0, prior_ctr=0.5)
+    non_clicks_count = build_model(name, seed=0, prior_ctr=0.5)
+    for _ in range(5):
+        clicks_count.learn_many(x, y, weights=[4.0, 1.0] * 32)
+        non_clicks_count.learn_many(x, y, weights=[1.0, 4.0] * 32)
+    up, down = (float(m.predict_proba_many([{"f": "same"}])[0])
+                for m in (clicks_count, non_clicks_count))
+    assert up > 0.5 > down
+
+
+@pytest.mark.parametrize("weights", [[-1.0, 1.0], [float("nan"), 1.0], [1.0]])
+def test_bad_weights_are_refused(name: str, weights: list[float]) -> None:
+    with pytest.raises(BatchError, match="weights"):
+        build_model(name).learn_many(make_batch(2), [0, 1], weights=weights)
+
+
+def test_uncertainty_is_larger_for_what_the_model_has_not_seen(name: str) -> None:
+    model = build_model(name, seed=0)
+    for _ in range(10):
+        model.learn_many([{"f": "seen"}] * 64, [1, 0, 0, 0] * 16)
+    try:
+        std = model.logit_std_many([{"f": "seen"}, {"f": "new"}, {}])
+    except NotImplementedError:
+        assert name not in TORCH  # river keeps no measure of it
+        return
+    assert std.shape == (3,) and np.all(np.isfinite(std)) and np.all(std >= 0)
+    assert std[1] > 2 * std[0]

@@ -84,17 +84,27 @@ def test_a_calibration_drift_refreshes_a_stale_sanity_set() -> None:
     'forgetting'; the drift alarm re-freezes it from the new world's examples."""
     old = make_examples(4_096, seed=1)
     champion = trained(old)
-    drifted = batches(make_examples(6_144, seed=2, rates=DRIFTED_CLICK_RATE), 512)
+    drifted = batches(make_examples(12_288, seed=2, rates=DRIFTED_CLICK_RATE), 512)
     runs = {}
-    for name, drift in (("stale", None), ("refreshed", LossDriftDetector())):
+    for name, drift, stale_after in (("stale", None, 0), ("refreshed", LossDriftDetector(), 0),
+                                     ("no alarm", None, 3)):
         learner = Learner(champion, StatefulPolicy(champion), GATE, gate_every=1_024,
-                          sanity_size=512, drift=drift)
+                          sanity_size=512, drift=drift, stale_after=stale_after)
         learner.step(old[:512], now_ms=0)  # the sanity set: the old world
         runs[name] = (feed(learner, drifted), learner)
     stale, refreshed = runs["stale"][1], runs["refreshed"][1]
     assert stale.counts.promotions == 0 and "reject:forgetting" in runs["stale"][0]
     assert refreshed.counts.sanity_refreshes >= 1
     assert refreshed.counts.promotions >= 1
+    # With no alarm at all, three forgetting rejections in a row of a challenger that does
+    # better on the fresh examples re-freeze the set (a shift the detector missed).
+    outcomes, unalarmed = runs["no alarm"]
+    assert unalarmed.counts.alarms == 0 and unalarmed.counts.sanity_refreshes >= 1
+    verdicts = [o for o in outcomes if o != "-"]
+    refreshed_at = [i for i in range(2, len(verdicts))
+                    if verdicts[i - 2:i + 1] == ["reject:forgetting"] * 3]
+    assert refreshed_at and "promote:better" in verdicts[refreshed_at[0]:]
+    assert unalarmed.counts.promotions >= 1
 
 
 def test_without_a_cadence_the_policy_says_when_the_gate_is_due() -> None:
