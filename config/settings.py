@@ -198,6 +198,8 @@ class TrainerSettings(Section):
     guard_max_ctr: float = Field(0.75, gt=0.0, le=1.0)
     replay_ratio: float = Field(0.0, ge=0.0, le=1.0)
     per_user_cap: int = Field(32, ge=1)
+    # Learn with clipped inverse-propensity weights, min(1/propensity, ips_clip) (0: off).
+    ips_clip: float = Field(0.0, ge=0.0)
     stateless_window: int = Field(50_000, ge=1)
     hash_bits: int = Field(18, ge=8, le=26)
     # Feature keys whose numbers are categories (one weight per value), e.g. the hour of day.

@@ -156,6 +156,8 @@ class Learner:
             ``min_examples`` rather than ``gate_every``.
         stale_after: Forgetting rejections in a row, each of a challenger with the lower loss
             on the fresh examples, that re-freeze the sanity set (0: never).
+        ips_clip: How a racer learns: clipped inverse-propensity weights (the policy's own
+            setting, ``models.training.step.ips_weights``); None: unweighted.
     """
 
     def __init__(self, champion: Model, policy: TrainingPolicy, gate: GateConfig, *,
@@ -163,7 +165,8 @@ class Learner:
                  window_max: int | None = 50_000, drift: LossDriftDetector | None = None,
                  guard: ClickGuard | None = None, refresh_sanity_on_alarm: bool = True,
                  forget_on_drift: float = 1.0, race_labels: int = 10_000,
-                 cold: bool = False, stale_after: int = 3) -> None:
+                 cold: bool = False, stale_after: int = 3,
+                 ips_clip: float | None = None) -> None:
         self.champion = champion
         self.policy = policy
         self.gate = gate
@@ -183,6 +186,7 @@ class Learner:
         self.raced = False  # an alarm started a race since the champion changed
         self.stale_after = stale_after
         self.stale = 0  # forgetting rejections in a row of a challenger better on fresh data
+        self.ips_clip = ips_clip
 
     @property
     def challenger(self) -> Model:
@@ -217,7 +221,8 @@ class Learner:
                 and not self.raced):
             self.race = Race.start(self.policy.challenger, keep=self.forget_on_drift,
                                    recent=kept, left=self.race_labels,
-                                   window_max=self.evaluation.max_examples)
+                                   window_max=self.evaluation.max_examples,
+                                   ips_clip=self.ips_clip)
             self.raced = True
             self.counts = replace(self.counts, races=self.counts.races + 1)
         refreshed = self._sanity(kept, alarm)

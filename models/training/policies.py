@@ -80,6 +80,7 @@ class StatefulPolicy:
         replay_ratio: float = 0.0,
         replay_capacity: int = 10_000,
         seed: int = 0,
+        ips_clip: float | None = None,
     ) -> None:
         """Start from ``champion.clone()``, or from a ``challenger`` restored after a restart.
 
@@ -90,8 +91,10 @@ class StatefulPolicy:
             replay_ratio: Forgetting guard: replayed examples per fresh one; 0 disables it.
             replay_capacity: Size of the replay reservoir.
             seed: Seeds the reservoir.
+            ips_clip: Learn with clipped inverse-propensity weights; None: unweighted.
         """
         self._challenger = champion.clone() if challenger is None else challenger
+        self.ips_clip = ips_clip
         self.per_user_cap = per_user_cap
         self.replay_ratio = replay_ratio
         self.reservoir: Reservoir[Labeled] | None = (
@@ -117,6 +120,7 @@ class StatefulPolicy:
             per_user_cap=self.per_user_cap,
             reservoir=self.reservoir,
             replay_ratio=self.replay_ratio,
+            ips_clip=self.ips_clip,
         )
 
     def on_new_champion(self, model: Model) -> None:
@@ -141,6 +145,7 @@ class StatelessPolicy:
         batch_size: int = 512,
         per_user_cap: int | None = None,
         seed: int = 0,
+        ips_clip: float | None = None,
     ) -> None:
         """Create the policy; until its first retrain the challenger is a champion replica.
 
@@ -159,6 +164,7 @@ class StatelessPolicy:
             batch_size: Mini-batch size of those passes.
             per_user_cap: Poisoning guard applied before examples enter the window.
             seed: Seeds the per-epoch shuffles.
+            ips_clip: Learn with clipped inverse-propensity weights; None: unweighted.
 
         Raises:
             ValueError: A size or period < 1.
@@ -172,6 +178,7 @@ class StatelessPolicy:
             if period is not None and period < 1:
                 raise ValueError(f"retrain periods must be >= 1, got {period}")
         self.name = name
+        self.ips_clip = ips_clip
         self.hyperparams = dict(hyperparams or {})
         build_model(name, **self.hyperparams)  # refuse a bad configuration now, not at retrain
         self.window: deque[Labeled] = deque(maxlen=window)
@@ -234,7 +241,7 @@ class StatelessPolicy:
         model = build_model(self.name, **self.hyperparams)
         loss = train_from_scratch(
             model, list(self.window), batch_size=self.batch_size, epochs=self.epochs,
-            seed=self.seed + self.retrains,
+            seed=self.seed + self.retrains, ips_clip=self.ips_clip,
         )
         self._challenger = model
         self.retrains += 1
@@ -254,8 +261,10 @@ def train_from_scratch(
     batch_size: int = 512,
     epochs: int = 1,
     seed: int = 0,
+    ips_clip: float | None = None,
 ) -> float:
-    """Train ``model`` over ``examples`` in shuffled mini-batches, ``epochs`` times.
+    """Train ``model`` over ``examples`` in shuffled mini-batches, ``epochs`` times (weighted
+    by clipped inverse propensities with ``ips_clip``).
 
     Each epoch visits the examples in a fresh seeded permutation: the window is one training
     set, and shuffling keeps its last minutes from dominating the final updates.
@@ -271,6 +280,6 @@ def train_from_scratch(
         total = 0.0
         for start in range(0, len(order), batch_size):
             chunk = [examples[int(i)] for i in order[start : start + batch_size]]
-            total += learn_examples(model, chunk) * len(chunk)
+            total += learn_examples(model, chunk, ips_clip) * len(chunk)
         loss = total / len(examples) if len(examples) else 0.0
     return loss

@@ -37,30 +37,32 @@ class Race:
     """A forgotten replica scored against the champion, then taught, batch by batch."""
 
     def __init__(self, model: Model, left: int, window_max: int | None = None,
-                 wins: int = 0) -> None:
+                 wins: int = 0, ips_clip: float | None = None) -> None:
         self.model = model
         self.evaluation = Evaluation(window_max)
         self.since = 0  # examples since the gate last judged it
         self.wins = wins  # promotions so far
         self.left = left  # labels before the race ends without a win
+        self.ips_clip = ips_clip  # learns as the challenger does (ips_weights)
 
     @classmethod
     def start(cls, challenger: Model, *, keep: float, recent: Sequence[Labeled], left: int,
-              window_max: int | None = None) -> Race:
+              window_max: int | None = None, ips_clip: float | None = None) -> Race:
         """A replica of ``challenger`` that kept ``keep`` of its weights and learnt ``recent``
-        (the alarm's batch: the new world, as far as anyone knows it yet)."""
+        (the alarm's batch: the new world, as far as anyone knows it yet); it learns as the
+        challenger does (``ips_clip``: ``models.training.step.ips_weights``)."""
         model = challenger.clone()
         model.forget(keep)
         if recent:
-            learn_examples(model, recent)
-        return cls(model, left, window_max)
+            learn_examples(model, recent, ips_clip)
+        return cls(model, left, window_max, ips_clip=ips_clip)
 
     def step(self, champion: Model, batch: Sequence[Labeled]) -> None:
         """Score ``batch`` with the champion and the racer, then let the racer learn it."""
         if not batch:
             return
         self.evaluation.add(score_both(champion, self.model, batch))
-        learn_examples(self.model, batch)
+        learn_examples(self.model, batch, self.ips_clip)
         self.since += len(batch)
         self.left -= len(batch)
 
@@ -71,12 +73,14 @@ class Race:
     def next(self, left: int) -> Race:
         """The race after a win: a replica of the winner, now champion, races on for
         ``left`` more labels."""
-        return Race(self.model.clone(), left, self.evaluation.max_examples, self.wins + 1)
+        return Race(self.model.clone(), left, self.evaluation.max_examples, self.wins + 1,
+                    self.ips_clip)
 
     def restart(self, champion: Model) -> Race:
         """The race after a rejection that followed a win: a replica of the champion races
         on with the labels it had left."""
-        return Race(champion.clone(), self.left, self.evaluation.max_examples, self.wins)
+        return Race(champion.clone(), self.left, self.evaluation.max_examples, self.wins,
+                    self.ips_clip)
 
     def new_champion(self) -> None:
         """Another champion serves: pairs with the old one describe another contest."""

@@ -84,10 +84,31 @@ def features_and_labels(batch: Sequence[Labeled]) -> tuple[list[Mapping[str, Any
     return feats, check_labels(feats, [ex.label for ex in batch])
 
 
-def learn_examples(model: Model, batch: Sequence[Labeled]) -> float:
-    """One ``learn_many`` update on labelled examples; the batch's loss before the update."""
+def ips_weights(batch: Sequence[Labeled], clip: float | None) -> np.ndarray | None:
+    """Clipped inverse propensities, ``min(1 / propensity, clip)`` per example (1 where the
+    propensity is unknown): the exposure a ranking gave an example undone, so explored
+    candidates speak for the many like them it did not show. None when ``clip`` is None.
+
+    Example:
+        >>> from types import SimpleNamespace
+        >>> batch = [SimpleNamespace(propensity=p) for p in (0.5, 0.01, None)]
+        >>> ips_weights(batch, 10.0).tolist()
+        [2.0, 10.0, 1.0]
+    """
+    if clip is None:
+        return None
+    p = propensities_of(batch)
+    if p is None:
+        return np.ones(len(batch))
+    return np.minimum(1.0 / np.nan_to_num(p, nan=1.0), clip)
+
+
+def learn_examples(model: Model, batch: Sequence[Labeled], ips_clip: float | None = None,
+                   ) -> float:
+    """One ``learn_many`` update on labelled examples, weighted by ``ips_weights`` when
+    ``ips_clip`` is set; the batch's loss before the update."""
     feats, labels = features_and_labels(batch)
-    return model.learn_many(feats, labels)
+    return model.learn_many(feats, labels, weights=ips_weights(batch, ips_clip))
 
 
 @dataclass(frozen=True)
@@ -181,6 +202,7 @@ def step(
     per_user_cap: int | None = None,
     reservoir: Reservoir[Any] | None = None,
     replay_ratio: float = 0.0,
+    ips_clip: float | None = None,
 ) -> StepResult:
     """Test-then-train one deduplicated micro-batch; only the challenger changes.
 
@@ -193,6 +215,7 @@ def step(
         reservoir: Older examples to replay; the kept examples are added to it after the
             update. None: no replay.
         replay_ratio: Replayed examples per kept one (``Reservoir.mix``).
+        ips_clip: Learn with clipped inverse-propensity weights (``ips_weights``); None: not.
 
     Returns:
         The batch's ``StepResult``.
@@ -206,7 +229,7 @@ def step(
     tested = score_both(champion, challenger, batch)
     kept, n_capped = cap_per_user(batch, per_user_cap)
     train = kept if reservoir is None else reservoir.mix(kept, replay_ratio)
-    train_loss = learn_examples(challenger, train)
+    train_loss = learn_examples(challenger, train, ips_clip)
     if reservoir is not None:
         reservoir.add(kept)
     return replace(

@@ -93,6 +93,7 @@ class TriggeredPolicy:
         epochs: int = 1,
         batch_size: int = 512,
         seed: int = 0,
+        ips_clip: float | None = None,
     ) -> None:
         """Start from ``champion.clone()`` (or a challenger restored after a restart).
 
@@ -108,6 +109,7 @@ class TriggeredPolicy:
             epochs: Passes over the buffer per training.
             batch_size: Mini-batch size of those passes.
             seed: Seeds the shuffles of the passes.
+            ips_clip: Learn with clipped inverse-propensity weights; None: unweighted.
 
         Raises:
             ValueError: A size < 1.
@@ -118,6 +120,7 @@ class TriggeredPolicy:
         self._challenger = champion.clone() if challenger is None else challenger
         self.min_evidence, self.per_user_cap = min_evidence, per_user_cap
         self.epochs, self.batch_size, self.seed = epochs, batch_size, seed
+        self.ips_clip = ips_clip
         self.buffer: deque[Labeled] = deque(maxlen=buffer_max)
         self.held: list[Firing] = []
         self.counts: dict[Kind, int] = dict.fromkeys(KINDS, 0)
@@ -179,7 +182,8 @@ class TriggeredPolicy:
         """
         examples = list(self.buffer)
         loss = train_from_scratch(self._challenger, examples, batch_size=self.batch_size,
-                                  epochs=self.epochs, seed=self.seed + self.trainings)
+                                  epochs=self.epochs, seed=self.seed + self.trainings,
+                                  ips_clip=self.ips_clip)
         self.buffer.clear()
         self.held.clear()
         self.trainings += 1

@@ -35,6 +35,11 @@ def gate_config(gate: GateSettings) -> GateConfig:
     return GateConfig(**gate.model_dump())
 
 
+def ips_clip(cfg: TrainerSettings) -> float | None:
+    """``trainer.ips_clip`` as the training core takes it (0, off, is None)."""
+    return cfg.ips_clip or None
+
+
 def build_policy(
     mode: str, champion: Model, cfg: TrainerSettings, challenger: Model | None = None,
     triggers: TriggerSettings | None = None, min_evidence: int = 1_024,
@@ -49,12 +54,13 @@ def build_policy(
         return TriggeredPolicy(
             champion, Triggers.from_config(t.model_dump()), challenger=challenger,
             min_evidence=min_evidence, buffer_max=t.buffer_max, per_user_cap=cfg.per_user_cap,
-            epochs=t.epochs, batch_size=cfg.batch_size, seed=cfg.seed,
+            epochs=t.epochs, batch_size=cfg.batch_size, seed=cfg.seed, ips_clip=ips_clip(cfg),
         )
     if mode == "stateful":
         return StatefulPolicy(
             champion, challenger=challenger, per_user_cap=cfg.per_user_cap,
             replay_ratio=cfg.replay_ratio, replay_capacity=cfg.replay_capacity, seed=cfg.seed,
+            ips_clip=ips_clip(cfg),
         )
     return StatelessPolicy(
         champion, cfg.model, cfg.model_hyperparams(), challenger=challenger,
@@ -62,7 +68,7 @@ def build_policy(
         retrain_every_examples=cfg.stateless_retrain_examples or None,
         retrain_every_ms=cfg.stateless_retrain_ms or None,
         epochs=cfg.stateless_epochs, batch_size=cfg.batch_size,
-        per_user_cap=cfg.per_user_cap, seed=cfg.seed,
+        per_user_cap=cfg.per_user_cap, seed=cfg.seed, ips_clip=ips_clip(cfg),
     )
 
 
@@ -101,4 +107,4 @@ def build_learner(cfg: TrainerSettings, gate: GateSettings, *, champion: Model |
                    sanity_size=cfg.sanity_size, window_max=cfg.gate_window_max,
                    drift=detector, guard=guard,
                    refresh_sanity_on_alarm=drift.refresh_sanity_on_alarm,
-                   forget_on_drift=drift.forget_on_drift, cold=cold)
+                   forget_on_drift=drift.forget_on_drift, cold=cold, ips_clip=ips_clip(cfg))

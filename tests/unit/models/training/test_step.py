@@ -177,3 +177,25 @@ def test_logged_propensities_reach_the_gate_and_plain_examples_carry_none() -> N
     assert np.array_equal(p, [np.nan, np.nan, 0.05, 0.05, np.nan, 0.05, 0.05], equal_nan=True)
     plain = step(champion, champion.clone(), [LabeledExample("q", 1, {"c": "1"})])
     assert plain.propensities is None
+
+
+def test_ips_clip_weights_explored_examples_by_their_clipped_inverse_propensity() -> None:
+    @dataclass(frozen=True)
+    class Served:
+        prediction_id: str
+        label: int
+        features: dict
+        propensity: float | None
+
+    # The ranking showed "shown" always (propensity 1, never clicked) and "explored" rarely
+    # (propensity 0.02, clicked): unweighted, both look alike in count; weighted, the rare
+    # one stands for the fifty like it the ranking did not show.
+    batch = [Served(f"s{i}", 0, {"c": "shown"}, 1.0) for i in range(60)]
+    batch += [Served(f"e{i}", 1, {"c": "explored"}, 0.02) for i in range(4)]
+    champion = build_model("logreg", hash_bits=8)
+    plain, weighted = champion.clone(), champion.clone()
+    step(champion, plain, batch)
+    step(champion, weighted, batch, ips_clip=10.0)
+    probe = [{"c": "explored"}]
+    assert weighted.predict_proba_many(probe)[0] > plain.predict_proba_many(probe)[0]
+
