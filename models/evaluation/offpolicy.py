@@ -85,6 +85,9 @@ class RankingComparison:
         z: ``diff / se`` (0 when both are equal; ±1e6 for a difference with no spread).
         n: Explored examples used.
         clicks: Clicks among them.
+        ess: Their effective sample size, ``sum(w)² / sum(w²)``: under ε-greedy the greedy
+            slots weigh ~1 and the explored ones ~n/ε, so it is about the explored count.
+        click_ess: The same over the clicked ones: how many clicks the estimates rest on.
     """
 
     champion: Estimate
@@ -94,6 +97,8 @@ class RankingComparison:
     z: float
     n: int
     clicks: int
+    ess: float = 0.0
+    click_ess: float = 0.0
 
 
 def weights(propensities: ArrayLike, target: ArrayLike | None = None,
@@ -187,9 +192,10 @@ def compare_ranking(labels: ArrayLike, champion_scores: ArrayLike, challenger_sc
     a = w * top_share(_scores(champion_scores, y.size), w, share)
     b = w * top_share(_scores(challenger_scores, y.size), w, share)
     champion, challenger = _snips(y, a), _snips(y, b)
+    ess, click_ess = _ess(w), _ess(w * y)
     if not (a.sum() > 0 and b.sum() > 0):
         return RankingComparison(champion, challenger, math.nan, math.nan, 0.0, y.size,
-                                 int(y.sum()))
+                                 int(y.sum()), ess, click_ess)
     influence = (b * (y - challenger.value) / b.sum()) - (a * (y - champion.value) / a.sum())
     se = float(np.sqrt(np.sum(influence**2)))
     diff = challenger.value - champion.value
@@ -197,7 +203,8 @@ def compare_ranking(labels: ArrayLike, champion_scores: ArrayLike, challenger_sc
         z = diff / se
     else:
         z = 0.0 if diff == 0.0 else math.copysign(1e6, diff)
-    return RankingComparison(champion, challenger, diff, se, z, y.size, int(y.sum()))
+    return RankingComparison(champion, challenger, diff, se, z, y.size, int(y.sum()), ess,
+                             click_ess)
 
 
 def _paired(rewards: ArrayLike, propensities: ArrayLike, target: ArrayLike | None,
@@ -231,3 +238,36 @@ def _snips(r: np.ndarray, w: np.ndarray) -> Estimate:
 def _ess(w: np.ndarray) -> float:
     square = float(np.sum(w**2))
     return float(w.sum()) ** 2 / square if square > 0 else 0.0
+
+
+def ranking_figures(labels: np.ndarray, champion_scores: np.ndarray,
+                    challenger_scores: np.ndarray, propensities: np.ndarray, share: float,
+                    ) -> dict[str, float]:
+    """The gate's ranking figures (``ranking_*``): ``compare_ranking`` on the explored
+    examples (propensity < 1; NaN, unknown, is not explored). Empty when fewer than two are,
+    or when either model chose none of them.
+
+    Example:
+        >>> y = np.array([1.0, 0.0, 0.0, 1.0])
+        >>> f = ranking_figures(y, np.array([.9, .1, .2, .1]), np.array([.1, .9, .2, .8]),
+        ...                     np.array([.1, .1, .1, 1.0]), share=0.3)  # the last: not explored
+        >>> f["ranking_n"], f["ranking_champion_ctr"], f["ranking_challenger_ctr"]
+        (3.0, 1.0, 0.0)
+    """
+    explored = propensities < 1.0  # NaN compares False
+    if explored.sum() < 2:
+        return {}
+    c = compare_ranking(labels[explored], champion_scores[explored],
+                        challenger_scores[explored], propensities[explored], share)
+    if math.isnan(c.diff):
+        return {}
+    return {
+        "ranking_n": float(c.n),
+        "ranking_clicks": float(c.clicks),
+        "ranking_ess": c.ess,
+        "ranking_click_ess": c.click_ess,
+        "ranking_champion_ctr": c.champion.value,
+        "ranking_challenger_ctr": c.challenger.value,
+        "ranking_diff": c.diff,
+        "ranking_z": max(-1e6, min(1e6, c.z)),
+    }

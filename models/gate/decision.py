@@ -60,7 +60,7 @@ import numpy as np
 
 from models.errors import GateError
 from models.evaluation.metrics import auc, auc_difference_z, log_losses, t_sf
-from models.evaluation.offpolicy import compare_ranking
+from models.evaluation.offpolicy import ranking_figures
 
 Outcome = Literal["promote", "keep_training", "reject"]
 # How much further from the observed CTR than the champion (relative error) a challenger must
@@ -68,6 +68,9 @@ Outcome = Literal["promote", "keep_training", "reject"]
 # rejecting on that ended relearning after a drift (quality replay, continual, sudden seed 0).
 _CALIBRATION_SLACK: Final = 0.05
 OUTCOMES: Final[tuple[Outcome, ...]] = ("promote", "keep_training", "reject")
+# Effective clicks (ESS of the clicked examples' weights) the ranking rules rest on at least:
+# a delta-method z on a dozen weighted clicks is not a test (a racer was rejected on 13).
+_MIN_CLICK_ESS: Final = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +86,9 @@ class GateConfig:
         auc_floor: Lowest acceptable challenger AUC on the fresh examples.
         ranking_share: The share of a request's candidates it shows (k / candidates; 5 of
             20 is 0.25): the top share whose click rate the ranking rules compare.
-        ranking_min_explored: Explored examples (propensity < 1) the ranking rules need.
+        ranking_min_explored: Effective explored examples (propensity < 1; the effective
+            sample size of their inverse-propensity weights) the ranking rules need; and
+            they need ``_MIN_CLICK_ESS`` effective clicks among them.
     """
 
     min_examples: int = 1024
@@ -250,9 +255,10 @@ def _apply_rules(f: dict[str, float], cfg: GateConfig) -> GateDecision:
             f,
             "auc_floor",
         )
-    ranked = f.get("ranking_n", 0.0) >= cfg.ranking_min_explored
+    ranked = (f.get("ranking_ess", 0.0) >= cfg.ranking_min_explored
+              and f.get("ranking_click_ess", 0.0) >= _MIN_CLICK_ESS)
     ranking = (
-        f"CTR@k on {f.get('ranking_n', 0.0):.0f} explored examples: challenger "
+        f"CTR@k on {f.get('ranking_ess', 0.0):.0f} effective explored examples: challenger "
         f"{f.get('ranking_challenger_ctr', 0.0):.4f} vs champion "
         f"{f.get('ranking_champion_ctr', 0.0):.4f} (SNIPS, top {cfg.ranking_share:.0%}, "
         f"z={f.get('ranking_z', 0.0):.1f})"
@@ -377,24 +383,9 @@ def _sanity(sanity: PairedLosses, tolerance: float) -> dict[str, float]:
     }
 
 
+
 def _ranking(fresh: PairedLosses, share: float) -> dict[str, float]:
-    """Both models' off-policy CTR@k on the explored examples (propensity < 1); nothing
-    when there are none (no exploration, or no propensities logged)."""
-    p = fresh.propensities
-    if p is None:
+    if fresh.propensities is None:
         return {}
-    explored = p < 1.0  # NaN (unknown) compares False
-    if explored.sum() < 2:
-        return {}
-    c = compare_ranking(fresh.labels[explored], _finite(fresh)[explored],
-                        fresh.challenger_scores[explored], p[explored], share)
-    if math.isnan(c.diff):
-        return {}
-    return {
-        "ranking_n": float(c.n),
-        "ranking_clicks": float(c.clicks),
-        "ranking_champion_ctr": c.champion.value,
-        "ranking_challenger_ctr": c.challenger.value,
-        "ranking_diff": c.diff,
-        "ranking_z": max(-1e6, min(1e6, c.z)),
-    }
+    return ranking_figures(fresh.labels, _finite(fresh), fresh.challenger_scores,
+                           fresh.propensities, share)

@@ -309,6 +309,21 @@ def test_ranking_rules_are_silent_without_enough_exploration() -> None:
     assert d.rule == "better"
 
 
+def test_ranking_rules_need_effective_explored_examples_not_just_propensities() -> None:
+    """Under ε-greedy every shown slot has a propensity below 1 (the greedy one 1 − ε + ε/n),
+    but only the few explored slots carry weight: 2,000 examples of which 40 explored weigh
+    as ~40, and a test on them would rest on a handful of clicks."""
+    y = make_labels(50)
+    champion = make_scores(50, scale=2.5)
+    challenger = make_scores(50, sharpness=0.1, flip=True)
+    p = np.full(y.size, 0.95)
+    p[::50] = 0.003  # 40 explored slots
+    cfg = GateConfig(min_examples=1000, auc_floor=0.0)
+    d = decide(PairedLosses.from_scores(y, champion, challenger, p), None, cfg)
+    assert d.figures["ranking_n"] == 2000 and d.figures["ranking_ess"] < 60
+    assert d.rule == "better"  # not "ranking": 40 effective examples < 200
+
+
 def test_propensities_and_ranking_settings_are_checked() -> None:
     y = make_labels(1)
     with pytest.raises(GateError, match="propensities"):
