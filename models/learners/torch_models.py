@@ -74,15 +74,27 @@ class LogRegConfig:
 
 @dataclass(frozen=True)
 class FMConfig(LogRegConfig):
-    """Factorization machine: adds ``factors`` latent dimensions initialised N(0, init_std²)."""
+    """Factorization machine: adds ``factors`` latent dimensions initialised N(0, init_std²).
+
+    Attributes:
+        factor_lr: Adagrad learning rate of the latent vectors; None: ``lr``. The pairwise
+            term multiplies two vectors, so a step of ``lr`` on both moves it about twice as
+            far as the same step moves a linear weight.
+        factor_l2: L2 penalty on the latent vectors a batch touches; None: ``l2``.
+    """
 
     factors: int = 8
     init_std: float = 0.01
+    factor_lr: float | None = None
+    factor_l2: float | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.factors < 1 or not self.init_std >= 0:
             raise HyperparameterError("need factors >= 1 and init_std >= 0")
+        if (self.factor_lr is not None and not self.factor_lr > 0) or (
+                self.factor_l2 is not None and self.factor_l2 < 0):
+            raise HyperparameterError("need factor_lr > 0 and factor_l2 >= 0 (or None)")
 
 
 @dataclass(frozen=True)
@@ -158,6 +170,16 @@ class TorchModel(Model):
         if type(self.config) is not self.config_class:
             raise HyperparameterError(f"{self.name} needs a {self.config_class.__name__}")
         self.encoder = FeatureEncoder(spec, seed=self.config.seed)
+        # Per table column (linear weight, then the latent vector): its learning rate and L2.
+        lr, l2 = self.config.lr, self.config.l2
+        factor_lr, factor_l2 = lr, l2
+        if isinstance(self.config, FMConfig):
+            factor_lr = lr if self.config.factor_lr is None else self.config.factor_lr
+            factor_l2 = l2 if self.config.factor_l2 is None else self.config.factor_l2
+        factors = self.config.factors if isinstance(self.config, FMConfig) else 0
+        self._column_lr = torch.tensor([lr] + [factor_lr] * factors)
+        self._column_l2 = torch.tensor([l2] + [factor_l2] * factors)
+        self._any_l2 = bool(l2 or (factors and factor_l2))
         if _blank:  # a load fills the table and the optimiser state: skip their initialisation
             self.net = _CTRNet(self.encoder.spec.n_rows, self.config, None)
             self._acc_table = torch.empty(0)
@@ -220,13 +242,14 @@ class TorchModel(Model):
         rows = self.net.table.detach()[uniq].requires_grad_()
         dense = {n: p for n, p in self.net.named_parameters() if p.requires_grad}
         loss = F.binary_cross_entropy_with_logits(self.net.logits(rows, inv, val), y)
-        objective = (loss + self.config.l2 * rows.square().sum()) if self.config.l2 else loss
+        l2 = self._column_l2
+        objective = loss + (l2 * rows.square()).sum() if self._any_l2 else loss
         grads = torch.autograd.grad(objective, [rows, *dense.values()])
         lr = self.config.lr
         with torch.no_grad():
             acc = self._acc_table[uniq] + grads[0].square()
             self._acc_table[uniq] = acc
-            self.net.table[uniq] = rows.detach() - lr * grads[0] / acc.sqrt()
+            self.net.table[uniq] = rows.detach() - self._column_lr * grads[0] / acc.sqrt()
             for (name, p), g in zip(dense.items(), grads[1:], strict=True):
                 acc_p = self._acc_dense[name]
                 acc_p.add_(g.square())
