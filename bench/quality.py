@@ -34,6 +34,10 @@ the user is, hence the part of the regret that only a model learning per-user ta
 (0 when the world has no personal affinity). ``stages`` holds both figures for every stage.
 ``bot_attack_logloss_delta`` is the stateful stage's served log loss on genuine users with the
 ``bot-attack`` scenario over the same run without it, minus 1 (both after the attack starts).
+
+``--rename`` runs everything a second time with the client's feature keys renamed
+(``services.simulator.naming``: nothing configured by name matches them) and adds that run's
+figures as ``renamed`` and, per headline figure, renamed over original as ``renamed_ratio``.
 """
 from __future__ import annotations
 
@@ -69,7 +73,7 @@ def run_scenario(cfg: QualityConfig, stages: Sequence[str], console: Console | N
 
 
 def run(quick: bool = False, console: Console | None = None, scenario: str = "sudden",
-        seed: int = 0) -> dict[str, Any]:
+        seed: int = 0, rename: bool = False) -> dict[str, Any]:
     # Ranked as serving ranks: its exploration settings (env overrides included).
     serving = ServingSettings()
     cfg = QualityConfig(scenario=scenario, seed=seed, exploration=exploration_of(serving),
@@ -77,6 +81,51 @@ def run(quick: bool = False, console: Console | None = None, scenario: str = "su
                         label_stats_memory=serving.label_stats_memory)
     if quick:
         cfg = replace(cfg, warmup=1_000, requests=2_500, drift_after=800)
+    out = figures(cfg, console)
+    if rename:
+        if console:
+            console.print("[bold]the same run, the client's feature keys renamed[/]")
+        other = figures(replace(cfg, rename=True), console)
+        out["renamed"] = {k: v for k, v in other.items() if k != "config"}
+        out["renamed_ratio"] = ratios(out, other)
+    return out
+
+
+def ratios(original: dict[str, Any], renamed: dict[str, Any]) -> dict[str, Any]:
+    """Renamed over original for the headline figures (None where either is missing or 0).
+
+    Example:
+        >>> a = {"regret": {"stateful": 0.02}, "ctr_share": {"stateful": {"tail": 0.8}},
+        ...      "ctr_recovery_labels": 4000, "nonpersonal_regret": 0.01,
+        ...      "stages": {"continual": {"ctr_recovery_labels": None}}}
+        >>> b = {"regret": {"stateful": 0.021}, "ctr_share": {"stateful": {"tail": 0.76}},
+        ...      "ctr_recovery_labels": 5000, "nonpersonal_regret": 0.01,
+        ...      "stages": {"continual": {"ctr_recovery_labels": 3000}}}
+        >>> ratios(a, b)  # doctest: +NORMALIZE_WHITESPACE
+        {'regret': {'stateful': 1.05}, 'ctr_share': {'stateful': {'tail': 0.95}},
+         'ctr_recovery_labels': 1.25, 'continual_ctr_recovery_labels': None,
+         'nonpersonal_regret': 1.0}
+    """
+    def ratio(x: Any, y: Any) -> float | None:
+        return None if not x or y is None else _round(y / x, 4)
+
+    def recovery(figures: dict[str, Any]) -> Any:
+        return figures["stages"]["continual"]["ctr_recovery_labels"]
+
+    return {
+        "regret": {s: ratio(v, renamed["regret"][s]) for s, v in original["regret"].items()},
+        "ctr_share": {s: {p: ratio(v, renamed["ctr_share"][s][p]) for p, v in phases.items()}
+                      for s, phases in original["ctr_share"].items()},
+        "ctr_recovery_labels": ratio(original["ctr_recovery_labels"],
+                                     renamed["ctr_recovery_labels"]),
+        "continual_ctr_recovery_labels": ratio(recovery(original), recovery(renamed)),
+        "nonpersonal_regret": ratio(original["nonpersonal_regret"],
+                                    renamed["nonpersonal_regret"]),
+    }
+
+
+def figures(cfg: QualityConfig, console: Console | None = None) -> dict[str, Any]:
+    """The benchmark's figures of one configuration (every stage, the bot-attack pair)."""
     say = console.print if console else (lambda *a, **k: None)
     stages = STAGES
     results = run_scenario(cfg, stages, console)

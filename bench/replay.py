@@ -34,6 +34,8 @@ scored by the model of that moment before anything learns from it.
 
 ``--quick`` replays the first ``QUICK_RATINGS`` in process and ``QUICK_SERVICES`` through the
 services (the integration test); the full run all 100,000 and ``SERVICES_RATINGS``.
+``--in-process`` leaves the services out (no Kafka or Redis needed): every figure but the
+``services_*`` ones, which are absent.
 """
 
 from __future__ import annotations
@@ -97,7 +99,8 @@ def river_models() -> dict[str, Any]:
     }
 
 
-def run(quick: bool = False, console: Console | None = None) -> dict[str, Any]:
+def run(quick: bool = False, console: Console | None = None, in_process: bool = False,
+        ) -> dict[str, Any]:
     console = console or Console(stderr=True, quiet=True)
     say = console.print
     stack = load(StackSettings)
@@ -189,6 +192,10 @@ def run(quick: bool = False, console: Console | None = None) -> dict[str, Any]:
         f"{figures['batch_auc']}, default model progressive {figures['auc_last20']}, "
         f"{best} {figures['river_best_auc_last20']}")
     m = QUICK_SERVICES if quick else SERVICES_RATINGS
+    if in_process:
+        figures["seconds"] = {k: round(v, 1) for k, v in seconds.items()}
+        figures["config"] = {"quick": quick, "model": settings.model, "in_process": True}
+        return figures
     with running_stack(), _timed(seconds, "services"):
         through = run_services(ratings[:m], SERVICES_RATE, console)
     y, same = through.labels, served.champion[through.index]

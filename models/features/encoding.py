@@ -7,31 +7,39 @@ or boolean values under any keys, any of which may be missing, new keys at any t
 * numbers get two entries: their z-score (running mean/variance, clipped) at ``h("key")``, and
   an equal-frequency bucket ``h("key#b=<bucket>")`` with value 1, bucket edges read off a
   bounded reservoir sketch of the values seen; non-finite numbers and ``None`` count as missing;
-* numbers under a key listed in ``categorical`` (codes and cyclic values such as the hour of
-  day, whose order means nothing to one weight) are categorical too: ``h("hour=13")``;
+* numbers under a key in ``categorical`` (codes, cyclic values such as the hour of day, whose
+  order means nothing to one weight) are categorical too: ``h("hour=13")``; so are those of a
+  key whose first numbers learnt are all integers below ``coded_below``, whatever its name;
 * each configured cross ``(a, b)`` present in the dict adds ``h("a=<va>&b=<vb>")`` with value 1
-  (numbers are crossed by their exact value, so cross categoricals or small integers).
+  (numbers are crossed by their exact value, so cross categoricals or small integers);
+* the ``cross_anchor`` (default ``user_id``, which serving always logs) is crossed the same way
+  with every other string or boolean feature, whatever its name: per-user taste with no cross
+  named. ``item_id`` is left out: a weight per user and item is seen too rarely to learn (the
+  FM's latent vectors learn that term).
 
 ``h`` is CRC-32 of the UTF-8 text masked to ``hash_bits`` bits: stable across processes,
 machines and Python versions (unlike the salted built-in ``hash``) and about 70 ns a call.
 
 Statistics change only when the encoder is asked to learn (``encode(..., learn=True)``), so
-scoring never mutates the encoder. A key never seen in training simply maps to a weight that has
-not been learnt yet (continuous cold start: the model falls back on its bias and the features
-it does know).
+scoring never mutates the encoder. A key, value, user or cross never seen in training maps to a
+weight not learnt yet (continuous cold start: the model falls back on what it does know).
 
 Example:
     >>> enc = FeatureEncoder(FeatureSpec(hash_bits=18, crosses=()))
     >>> rows = enc.encode([{"device": "mobile"}, {}])
     >>> rows.indices.tolist(), rows.values.tolist(), rows.lengths.tolist()
     ([[134967], [0]], [[1.0], [0.0]], [1, 0])
+    >>> auto = FeatureEncoder(FeatureSpec(hash_bits=18))  # crosses from the anchor, user_id
+    >>> row = auto.encode([{"user_id": "u1", "genre": "jazz", "item_id": "i9"}]).row_dict(0)
+    >>> stable_hash("user_id=u1&genre=jazz") & (2**18 - 1) in row, len(row)
+    (True, 4)
 """
 
 from __future__ import annotations
 
 import math
 import zlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from numbers import Real
 from typing import Any
@@ -44,6 +52,9 @@ from models.features.stats import ReservoirSketch, RunningStats
 FeatureValue = str | int | float | bool
 FeatureDict = Mapping[str, FeatureValue]
 Batch = Sequence[FeatureDict]
+
+# Never crossed with the anchor: the contract's item id (see the module docstring).
+NOT_CROSSED = frozenset({"item_id"})
 
 # Numbers at or beyond this magnitude (and NaN, infinities) are treated as missing: they would
 # overflow float64 maths and carry no usable signal.
@@ -67,6 +78,9 @@ class FeatureSpec:
     Attributes:
         hash_bits: Size of the hashed index space, ``2**hash_bits`` rows.
         crosses: Pairs of keys whose values are combined into one categorical feature.
+        cross_anchor: A key crossed with every other string or boolean feature of a dict
+            but ``item_id``, named or not; None: only ``crosses``. ``user_id`` is in every
+            dict serving logs, so a client's own names need no configuration.
         n_buckets: Equal-frequency buckets per numeric feature.
         sketch_size: Values kept per numeric feature to estimate bucket edges (bounded memory).
         clip: Z-scores are clipped to ``[-clip, clip]`` so an outlier cannot blow up a logit.
@@ -77,15 +91,20 @@ class FeatureSpec:
             hours it has not seen. In the quality replay a champion trained on hours 8 to 23,
             while clicks fell after a drift, scored 0.30 instead of 0.03 when the clock
             wrapped to 0.
+        coded_below: A numeric key whose values in the first batch learnt are all integers
+            in ``[0, coded_below)`` is categorical from then on (an hour of day under any
+            name); 0: only ``categorical``.
     """
 
     hash_bits: int = 18
-    crosses: tuple[tuple[str, str], ...] = (("user_id", "item_category"),)
+    crosses: tuple[tuple[str, str], ...] = ()
+    cross_anchor: str | None = "user_id"
     n_buckets: int = 16
     sketch_size: int = 256
     clip: float = 5.0
     max_numeric_keys: int = 1024
     categorical: tuple[str, ...] = ("hour",)
+    coded_below: int = 32
 
     def __post_init__(self) -> None:
         # Accept lists (e.g. from JSON or YAML) but store hashable, immutable tuples.
@@ -95,6 +114,8 @@ class FeatureSpec:
             msg = f"crosses: expected pairs of keys, got {self.crosses!r}"
             raise HyperparameterError(msg) from exc
         object.__setattr__(self, "crosses", crosses)
+        if self.cross_anchor is not None and not isinstance(self.cross_anchor, str):
+            raise HyperparameterError(f"cross_anchor: expected a key, got {self.cross_anchor!r}")
         if isinstance(self.categorical, str) or not all(
                 isinstance(k, str) for k in self.categorical):
             raise HyperparameterError(
@@ -102,6 +123,8 @@ class FeatureSpec:
         object.__setattr__(self, "categorical", tuple(self.categorical))
         if not 4 <= self.hash_bits <= 30:
             raise HyperparameterError(f"hash_bits: expected 4..30, got {self.hash_bits}")
+        if self.coded_below < 0:
+            raise HyperparameterError(f"coded_below: expected >= 0, got {self.coded_below}")
         if self.n_buckets < 1 or self.sketch_size < 1 or self.max_numeric_keys < 0:
             raise HyperparameterError("need n_buckets, sketch_size >= 1 and max_numeric_keys >= 0")
         if not self.clip > 0:
@@ -159,6 +182,8 @@ class FeatureEncoder:
         self._mask = self.spec.n_rows - 1
         self._coded = frozenset(self.spec.categorical)
         self._numeric: dict[str, _Numeric] = {}
+        # Numeric keys found to hold codes (``FeatureSpec.coded_below``): categorical now.
+        self._found_coded: set[str] = set()
         # Stand-in for keys without statistics: z-score 0, bucket 0, never updated.
         self._unknown = _Numeric(RunningStats(), ReservoirSketch(1, 0))
         # Derived from the spec alone, so cached rather than saved.
@@ -181,7 +206,9 @@ class FeatureEncoder:
         mask = self._mask
         crc = zlib.crc32
         crosses = self.spec.crosses
+        anchor = self.spec.cross_anchor
         coded = self._coded
+        found = self._found_coded
         # Every entry has value 1.0 except numeric z-scores, filled in below: no value list.
         idx: list[int] = []
         lengths: list[int] = []
@@ -189,6 +216,9 @@ class FeatureEncoder:
         num_val: dict[str, list[float]] = {}
         for x in batch:
             start = len(idx)
+            va = x.get(anchor) if anchor is not None else None
+            # "anchor=<value>&": the prefix of every anchor cross of this dict.
+            prefix = f"{anchor}={va}&" if va is not None else None
             for key, value in x.items():
                 # Exact-class checks inline: this loop is the hot path of training and serving.
                 cls = value.__class__
@@ -198,11 +228,15 @@ class FeatureEncoder:
                     # NaN fails the comparison too. (mypy cannot narrow on an exact-class test.)
                     kind = "num" if -_MAX_NUM < value < _MAX_NUM else "skip"  # type: ignore[operator]
                 else:
-                    kind = _kind(key, value)
-                if kind == "num" and key in coded:
+                    kind = value_kind(key, value)
+                if kind == "num" and (key in coded or key in found):
                     kind = "cat"
                 if kind == "cat":
-                    idx.append(crc(f"{key}={value}".encode()) & mask)
+                    text = f"{key}={value}"
+                    idx.append(crc(text.encode()) & mask)
+                    if prefix is not None and (cls is str or cls is bool) and key != anchor \
+                            and key not in NOT_CROSSED:
+                        idx.append(crc((prefix + text).encode()) & mask)
                 elif kind == "num":
                     # Two placeholders (z-score, bucket), filled in per key with numpy below.
                     num_pos.setdefault(key, []).append(len(idx))
@@ -231,6 +265,15 @@ class FeatureEncoder:
     ) -> None:
         xs = np.array(raw, dtype=np.float64)
         numeric = self._numeric.get(key)
+        if numeric is None and learn and self._holds_codes(xs):
+            self._found_coded.add(key)
+            # As the categorical path encodes them from now on; the second entry is padding.
+            pos = np.array(positions, dtype=np.int64)
+            mask = self._mask
+            flat_idx[pos] = [stable_hash(f"{key}={v}") & mask for v in raw]
+            flat_idx[pos + 1] = 0
+            flat_val[pos + 1] = 0.0
+            return
         if numeric is None and learn and len(self._numeric) < self.spec.max_numeric_keys:
             sketch = ReservoirSketch(self.spec.sketch_size, self.seed ^ stable_hash(key))
             numeric = self._numeric[key] = _Numeric(RunningStats(), sketch)
@@ -244,6 +287,12 @@ class FeatureEncoder:
         flat_val[pos] = numeric.stats.standardise(xs, self.spec.clip)
         buckets = numeric.sketch.bucketise(xs, self.spec.n_buckets)
         flat_idx[pos + 1] = self._buckets_of_key(key)[buckets]
+
+    def _holds_codes(self, xs: np.ndarray) -> bool:
+        """A new key's first values look like codes (and it fits in ``max_numeric_keys``)."""
+        room = len(self._numeric) + len(self._found_coded) < self.spec.max_numeric_keys
+        below = self.spec.coded_below
+        return bool(room and below and np.all((xs >= 0) & (xs < below) & (xs == np.floor(xs))))
 
     def _index_of_key(self, key: str) -> int:
         index = self._key_index.get(key)
@@ -279,22 +328,27 @@ class FeatureEncoder:
                 key: {"stats": num.stats.to_state(), "sketch": num.sketch.to_state()}
                 for key, num in self._numeric.items()
             },
+            "coded": sorted(self._found_coded),
         }
 
     @classmethod
     def from_state(cls, state: Mapping[str, Any]) -> FeatureEncoder:
         """Inverse of ``to_state``."""
         # Blobs written before ``categorical`` existed encoded every number as a number.
-        enc = cls(FeatureSpec(**{"categorical": (), **state["spec"]}), int(state["seed"]))
+        # Blobs written before ``cross_anchor`` and ``coded_below`` existed had only named
+        # crosses and numbers.
+        spec = {"categorical": (), "cross_anchor": None, "coded_below": 0, **state["spec"]}
+        enc = cls(FeatureSpec(**spec), int(state["seed"]))
         for key, num in state["numeric"].items():
             sketch = ReservoirSketch.from_state(
                 num["sketch"], enc.spec.sketch_size, enc.seed ^ stable_hash(key)
             )
             enc._numeric[key] = _Numeric(RunningStats.from_state(num["stats"]), sketch)
+        enc._found_coded = set(state.get("coded", ()))
         return enc
 
 
-def _kind(key: str, value: object) -> str:
+def value_kind(key: str, value: object) -> str:
     """'cat', 'num' or 'skip' (missing) for one feature value."""
     if value is None:
         return "skip"
@@ -322,32 +376,3 @@ def _pad(flat_idx: np.ndarray, flat_val: np.ndarray, lengths: np.ndarray) -> Enc
         indices[rows, cols] = flat_idx
         values[rows, cols] = flat_val
     return EncodedBatch(indices, values, lengths)
-
-
-def split_features(
-    x: FeatureDict, crosses: Iterable[tuple[str, str]]
-) -> tuple[dict[str, float], dict[str, str]]:
-    """A feature dict as raw (unhashed) numeric and categorical parts, for river learners.
-
-    Numbers become floats, strings and booleans strings; missing and non-finite values are
-    dropped; each cross present adds ``"a&b": "<va>|<vb>"`` to the categoricals. Both parts keep
-    the dict's key order, so river sees numerics exactly as it would the original dict.
-
-    Example:
-        >>> split_features({"device": "tv", "price": 3, "ok": True}, [("device", "ok")])
-        ({'price': 3.0}, {'device': 'tv', 'ok': 'True', 'device&ok': 'tv|True'})
-    """
-    numeric: dict[str, float] = {}
-    categorical: dict[str, str] = {}
-    for key, value in x.items():
-        kind = _kind(key, value)
-        if kind == "num":
-            numeric[key] = float(value)
-        elif kind == "cat":
-            categorical[key] = str(value)
-    for a, b in crosses:
-        va = x.get(a)
-        vb = x.get(b)
-        if va is not None and vb is not None:
-            categorical[f"{a}&{b}"] = f"{va}|{vb}"
-    return numeric, categorical

@@ -16,7 +16,7 @@ from __future__ import annotations
 import copy
 import pickle
 from abc import abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
@@ -25,8 +25,23 @@ from river import linear_model, optim, preprocessing, tree
 
 from models.errors import BlobError, HyperparameterError
 from models.evaluation.metrics import log_loss
-from models.features.encoding import Batch, FeatureEncoder, FeatureSpec, split_features, stable_hash
-from models.learners.base import Model, check_keep, check_labels, check_weights, logit, pack_blob
+from models.features.encoding import (
+    NOT_CROSSED,
+    Batch,
+    FeatureDict,
+    FeatureEncoder,
+    FeatureSpec,
+    stable_hash,
+    value_kind,
+)
+from models.learners.base import (
+    Model,
+    check_keep,
+    check_labels,
+    check_weights,
+    logit,
+    pack_blob,
+)
 
 FeatureMode = Literal["raw", "hashed"]
 # One prepared example: (numeric features, categorical features); hashed rows are all numeric.
@@ -141,8 +156,8 @@ class RiverModel(Model):
         if self.config.features == "hashed":
             enc = self.encoder.encode(batch, learn=learn)
             return [(enc.row_dict(r), {}) for r in range(len(batch))]
-        crosses = self.encoder.spec.crosses
-        return [split_features(x, crosses) for x in batch]
+        spec = self.encoder.spec
+        return [split_features(x, spec.crosses, spec.cross_anchor) for x in batch]
 
     def _score(self, row: _Row) -> float:
         dist = self._proba_one(row)
@@ -304,3 +319,40 @@ class RiverHoeffding(RiverModel):
 
     def _learn_one(self, row: _Row, label: bool, weight: float = 1.0) -> None:
         self.river["tree"].learn_one(self._inputs(row), label, w=weight)
+
+
+def split_features(
+    x: FeatureDict, crosses: Iterable[tuple[str, str]], anchor: str | None = None
+) -> tuple[dict[str, float], dict[str, str]]:
+    """A feature dict as raw (unhashed) numeric and categorical parts, for river learners.
+
+    Numbers become floats, strings and booleans strings; missing and non-finite values are
+    dropped; each cross present adds ``"a&b": "<va>|<vb>"`` to the categoricals, and so does
+    each anchor cross (``FeatureSpec.cross_anchor``). Both parts keep the dict's key order, so
+    river sees numerics exactly as it would the original dict.
+
+    Example:
+        >>> split_features({"device": "tv", "price": 3, "ok": True}, [("device", "ok")])
+        ({'price': 3.0}, {'device': 'tv', 'ok': 'True', 'device&ok': 'tv|True'})
+        >>> split_features({"user_id": "u1", "device": "tv", "item_id": "i"}, (), "user_id")[1]
+        {'user_id': 'u1', 'device': 'tv', 'item_id': 'i', 'user_id&device': 'u1|tv'}
+    """
+    numeric: dict[str, float] = {}
+    categorical: dict[str, str] = {}
+    for key, value in x.items():
+        kind = value_kind(key, value)
+        if kind == "num":
+            numeric[key] = float(value)
+        elif kind == "cat":
+            categorical[key] = str(value)
+    for a, b in crosses:
+        va = x.get(a)
+        vb = x.get(b)
+        if va is not None and vb is not None:
+            categorical[f"{a}&{b}"] = f"{va}|{vb}"
+    va = x.get(anchor) if anchor is not None else None
+    if va is not None:
+        for key, value in x.items():
+            if isinstance(value, str | bool) and key != anchor and key not in NOT_CROSSED:
+                categorical[f"{anchor}&{key}"] = f"{va}|{value}"
+    return numeric, categorical

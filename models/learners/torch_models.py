@@ -23,7 +23,7 @@ from __future__ import annotations
 import copy
 import io
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Any
 
 import numpy as np
@@ -41,69 +41,10 @@ from models.learners.base import (
     logit,
     pack_blob,
 )
+from models.learners.torch_config import DeepFMConfig, FMConfig, LogRegConfig
 
 # Pseudo-examples at the prior CTR that smooth the first batch's click rate (learn_many).
 _BIAS_PSEUDO = 16.0
-
-
-@dataclass(frozen=True)
-class LogRegConfig:
-    """Hyperparameters of the torch logistic regression.
-
-    Attributes:
-        lr: Adagrad learning rate.
-        l2: L2 penalty on the table rows a batch touches (lazy, sparse-friendly).
-        prior_ctr: Click rate a cold model predicts; the bias starts at its logit.
-        accumulator_init: Adagrad's initial squared-gradient sum (tiny: a coordinate's first
-            step is then about ``lr`` whatever its gradient's scale).
-        seed: Seeds every random initialisation.
-        minibatch: Examples per optimiser step: ``learn_many`` on a micro-batch of 512 takes
-            8 steps of 64 (one step per micro-batch learnt too little from each example).
-    """
-
-    lr: float = 0.1
-    l2: float = 1e-5
-    prior_ctr: float = 0.05
-    # Near zero, as in torch's Adagrad: a larger start (TF uses 0.1) damps every step by
-    # 1/sqrt(init) and on a synthetic CTR stream left the bias crawling towards the base rate.
-    accumulator_init: float = 1e-6
-    seed: int = 0
-    minibatch: int = 64
-
-    def __post_init__(self) -> None:
-        if not self.lr > 0 or self.l2 < 0 or not self.accumulator_init > 0:
-            raise HyperparameterError("need lr > 0, l2 >= 0 and accumulator_init > 0")
-        if self.minibatch < 1:
-            raise HyperparameterError(f"minibatch: expected >= 1, got {self.minibatch}")
-        if not 0.0 < self.prior_ctr < 1.0:
-            raise HyperparameterError(f"prior_ctr: expected 0 < p < 1, got {self.prior_ctr}")
-
-
-@dataclass(frozen=True)
-class FMConfig(LogRegConfig):
-    """Factorization machine: adds ``factors`` latent dimensions initialised N(0, init_std²)."""
-
-    factors: int = 8
-    init_std: float = 0.01
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.factors < 1 or not self.init_std >= 0:
-            raise HyperparameterError("need factors >= 1 and init_std >= 0")
-
-
-@dataclass(frozen=True)
-class DeepFMConfig(FMConfig):
-    """DeepFM: adds an MLP with layers of widths ``hidden`` (ReLU) over pooled embeddings."""
-
-    lr: float = 0.05  # the dense MLP weights are less stable than the sparse table at 0.1
-    hidden: tuple[int, ...] = (64, 32)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
-        super().__post_init__()
-        if not self.hidden or min(self.hidden) < 1:
-            raise HyperparameterError(f"hidden: expected positive widths, got {self.hidden}")
 
 
 class _CTRNet(nn.Module):
@@ -165,6 +106,16 @@ class TorchModel(Model):
         if type(self.config) is not self.config_class:
             raise HyperparameterError(f"{self.name} needs a {self.config_class.__name__}")
         self.encoder = FeatureEncoder(spec, seed=self.config.seed)
+        # Per table column (linear weight, then the latent vector): its learning rate and L2.
+        lr, l2 = self.config.lr, self.config.l2
+        factor_lr, factor_l2 = lr, l2
+        if isinstance(self.config, FMConfig):
+            factor_lr = lr if self.config.factor_lr is None else self.config.factor_lr
+            factor_l2 = l2 if self.config.factor_l2 is None else self.config.factor_l2
+        factors = self.config.factors if isinstance(self.config, FMConfig) else 0
+        self._column_lr = torch.tensor([lr] + [factor_lr] * factors)
+        self._column_l2 = torch.tensor([l2] + [factor_l2] * factors)
+        self._any_l2 = bool(l2 or (factors and factor_l2))
         if _blank:  # a load fills the table and the optimiser state: skip their initialisation
             self.net = _CTRNet(self.encoder.spec.n_rows, self.config, None)
             self._acc_table = torch.empty(0)
@@ -241,13 +192,14 @@ class TorchModel(Model):
                                   ((p * (1.0 - p)).unsqueeze(1) * val.square()).reshape(-1))
         w = None if weights is None else torch.from_numpy(weights).float()
         loss = F.binary_cross_entropy_with_logits(logits, y, weight=w)
-        objective = (loss + self.config.l2 * rows.square().sum()) if self.config.l2 else loss
+        l2 = self._column_l2
+        objective = loss + (l2 * rows.square()).sum() if self._any_l2 else loss
         grads = torch.autograd.grad(objective, [rows, *dense.values()])
         lr = self.config.lr
         with torch.no_grad():
             acc = self._acc_table[uniq] + grads[0].square()
             self._acc_table[uniq] = acc
-            self.net.table[uniq] = rows.detach() - lr * grads[0] / acc.sqrt()
+            self.net.table[uniq] = rows.detach() - self._column_lr * grads[0] / acc.sqrt()
             for (name, p), g in zip(dense.items(), grads[1:], strict=True):
                 acc_p = self._acc_dense[name]
                 acc_p.add_(g.square())

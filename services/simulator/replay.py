@@ -38,6 +38,7 @@ from services.serving.schemas import PredictRequest
 from services.serving.scoring import GREEDY, model_features
 from services.simulator.accounting import RecoveryTracker, oracle_top_k, within_tolerance_share
 from services.simulator.behaviour import Behaviour, respond
+from services.simulator.naming import RENAMED, renamed
 from services.simulator.ranking import RankingTracker
 from services.simulator.scenarios import Scenario
 from services.simulator.warmup import warm_model
@@ -85,6 +86,14 @@ class QualityConfig:
     # enriched at request time, each label counted when the joiner would emit it.
     label_stats: tuple[str, ...] = ()
     label_stats_memory: float = 50.0
+    # The client sends its features under other names (services.simulator.naming.RENAMED):
+    # nothing configured by name (crosses, categorical keys) matches them.
+    rename: bool = False
+
+    @property
+    def names(self) -> dict[str, str] | None:
+        """The client's renaming of its feature keys; None: the simulator's own names."""
+        return dict(RENAMED) if self.rename else None
 
 
 @dataclass
@@ -144,7 +153,7 @@ def warm_champion(scenario: Scenario, world: World, cfg: QualityConfig,
                   settings: TrainerSettings) -> Model:
     """The trainer's configured model after the warm-up requests (``warm_model``)."""
     return warm_model(new_model(settings), scenario, world, requests=cfg.warmup, k=cfg.k,
-                      batch_size=cfg.batch_size, seed=cfg.seed)
+                      batch_size=cfg.batch_size, seed=cfg.seed, names=cfg.names)
 
 
 def run_stage(stage: str, scenario: Scenario, world: World, initial: Model,
@@ -152,7 +161,7 @@ def run_stage(stage: str, scenario: Scenario, world: World, initial: Model,
               progress: Any = None, verbose: bool = False) -> StageResult:
     """Serve ``cfg.requests`` requests after the warm-up with ``stage``'s learning, ranked as
     serving ranks them under ``cfg.exploration`` (``services.serving.exploration``)."""
-    exploration = cfg.exploration
+    exploration, names = cfg.exploration, cfg.names
     stats = (LabelStats(cfg.label_stats, memory=cfg.label_stats_memory)
              if cfg.label_stats else None)
     champion = initial.clone()
@@ -240,7 +249,7 @@ def run_stage(stage: str, scenario: Scenario, world: World, initial: Model,
         take(now)
         state = scenario.state(n)
         request = world.request(n, state)
-        body = request.body()
+        body = request.body() if names is None else renamed(request.body(), names)
         features = model_features(PredictRequest.model_validate(body))
         if stats is not None:
             features = stats.enrich_many(features)

@@ -19,6 +19,7 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -26,20 +27,24 @@ import numpy as np
 from models.learners.base import Model
 from services.serving.schemas import PredictRequest
 from services.serving.scoring import model_features
+from services.simulator.naming import renamed
 from services.simulator.scenarios import Scenario
 from services.simulator.world import World
 
 
 def warm_model(model: Model, scenario: Scenario, world: World, *, requests: int,
-               start: int = 0, k: int = 5, batch_size: int = 512, seed: int = 0) -> Model:
+               start: int = 0, k: int = 5, batch_size: int = 512, seed: int = 0,
+               names: Mapping[str, str] | None = None) -> Model:
     """``model`` after learning ``requests`` requests' worth of exploration labels (on the
-    features serving would log for them); returns the same object."""
+    features serving would log for them, the client's keys renamed by ``names`` when given:
+    ``services.simulator.naming``); returns the same object."""
     rng = np.random.default_rng([seed, 7])
     feats: list[dict[str, Any]] = []
     labels: list[int] = []
     for n in range(start, start + requests):
         request = scenario.request(world, n)
-        features = model_features(PredictRequest.model_validate(request.body()))
+        body = request.body() if names is None else renamed(request.body(), names)
+        features = model_features(PredictRequest.model_validate(body))
         for i in rng.choice(len(features), size=min(k, len(features)), replace=False):
             feats.append(features[i])
             labels.append(int(rng.random() < request.true_p[i]))

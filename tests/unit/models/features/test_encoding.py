@@ -105,7 +105,8 @@ def test_numeric_is_zscore_plus_bucket_and_learnt_only_when_asked() -> None:
 
 
 def test_numbers_under_a_categorical_key_are_categories() -> None:
-    encoder = FeatureEncoder(FeatureSpec(crosses=()))  # default: hour is categorical
+    # Default: hour is categorical (and price, codes-like here, is not taken for codes).
+    encoder = FeatureEncoder(FeatureSpec(crosses=(), coded_below=0))
     encoder.encode([{"hour": h, "price": float(h)} for h in range(24)], learn=True)
     assert entries(encoder, {"hour": 13}) == {stable_hash("hour=13") & MASK_18: 1.0}
     # One weight per hour: hour 0 is not "far below" hour 23, and has no statistics.
@@ -149,7 +150,7 @@ def test_unknown_value_type_is_a_batch_error() -> None:
 
 def test_numeric_keys_are_capped() -> None:
     encoder = FeatureEncoder(FeatureSpec(max_numeric_keys=2))
-    encoder.encode([{f"n{i}": float(i) for i in range(5)}], learn=True)
+    encoder.encode([{f"n{i}": i + 0.5 for i in range(5)}], learn=True)
     assert sorted(encoder.numeric_summary()) == ["n0", "n1"]
     assert encoder.encode([{"n4": 3.0}]).lengths.tolist() == [2]  # still encoded, no stats
 
@@ -185,3 +186,59 @@ def test_row_dict_sums_colliding_entries() -> None:
     rows = encoder.encode([{f"k{i}": "v" for i in range(40)}])
     assert sum(rows.row_dict(0).values()) == pytest.approx(40.0)
     assert len(rows.row_dict(0)) <= 16
+
+
+def test_the_anchor_is_crossed_with_every_other_categorical_whatever_its_name() -> None:
+    encoder = FeatureEncoder(FeatureSpec())  # default: anchor user_id, no named cross
+    x = {"user_id": "u7", "genre": "jazz", "flag": False, "item_id": "i3", "cost": 2.5,
+         "ctx_b": 9}
+    got = entries(encoder, x)
+    assert stable_hash("user_id=u7&genre=jazz") & MASK_18 in got
+    assert stable_hash("user_id=u7&flag=False") & MASK_18 in got
+    # Not item_id (one weight per user and item), not numbers: 6 keys, two of them numbers
+    # (z-score and bucket each), and 2 anchor crosses.
+    assert int(encoder.encode([x]).lengths[0]) == 6 + 2 + 2
+    # Without the anchor's key, nothing is crossed.
+    assert len(entries(encoder, {"genre": "jazz", "flag": False})) == 2
+
+
+def test_an_anchor_cross_is_the_named_cross_of_the_same_keys() -> None:
+    named = FeatureEncoder(FeatureSpec(crosses=(("user_id", "genre"),), cross_anchor=None))
+    auto = FeatureEncoder(FeatureSpec())
+    x = {"user_id": "u1", "genre": "pop"}
+    assert entries(named, x) == entries(auto, x)
+
+
+def test_cross_anchor_is_checked_and_old_encoders_keep_only_named_crosses() -> None:
+    with pytest.raises(HyperparameterError, match="cross_anchor"):
+        FeatureSpec(cross_anchor=3)  # type: ignore[arg-type]
+    state = FeatureEncoder(FeatureSpec(crosses=(("a", "b"),))).to_state()
+    del state["spec"]["cross_anchor"]  # as written before the anchor existed
+    restored = FeatureEncoder.from_state(state)
+    assert restored.spec.cross_anchor is None
+    assert restored.spec.crosses == (("a", "b"),)
+    again = FeatureEncoder.from_state(FeatureEncoder(FeatureSpec()).to_state())
+    assert again.spec == FeatureSpec()
+
+
+def test_a_key_whose_first_numbers_are_small_integers_is_categorical_whatever_its_name() -> None:
+    encoder = FeatureEncoder(FeatureSpec(crosses=(), categorical=()))
+    encoder.encode([{"ctx_b": h % 3 + 8, "cost": 20.0 + h} for h in range(50)], learn=True)
+    assert entries(encoder, {"ctx_b": 23}) == {stable_hash("ctx_b=23") & MASK_18: 1.0}
+    assert sorted(encoder.numeric_summary()) == ["cost"]  # 20.0 and up: not codes
+    restored = FeatureEncoder.from_state(json.loads(json.dumps(encoder.to_state())))
+    assert entries(restored, {"ctx_b": 0}) == entries(encoder, {"ctx_b": 0})
+    # The batch that decides is encoded as every later one: the code, then padding.
+    first = FeatureEncoder(FeatureSpec(crosses=(), categorical=())).encode([{"w": 3}], learn=True)
+    assert first.row_dict(0) == {stable_hash("w=3") & MASK_18: 1.0, 0: 0.0}
+
+
+def test_codes_are_not_detected_when_switched_off_or_in_old_encoders() -> None:
+    off = FeatureEncoder(FeatureSpec(crosses=(), categorical=(), coded_below=0))
+    off.encode([{"ctx_b": 9}], learn=True)
+    assert sorted(off.numeric_summary()) == ["ctx_b"]
+    state = FeatureEncoder(FeatureSpec()).to_state()
+    del state["spec"]["coded_below"], state["coded"]  # as written before detection existed
+    assert FeatureEncoder.from_state(state).spec.coded_below == 0
+    with pytest.raises(HyperparameterError, match="coded_below"):
+        FeatureSpec(coded_below=-1)

@@ -67,8 +67,9 @@ def test_stateful_challenger_beats_a_frozen_champion_after_a_drift() -> None:
     for result in per_batch:
         evaluation.add(result)
     assert evaluation.n == 4_096
-    assert evaluation.champion_mean == pytest.approx(0.647, abs=0.01)
-    assert evaluation.challenger_mean == pytest.approx(0.368, abs=0.01)
+    # Pinned (deterministic) with the default encoding: user_id crossed with every field.
+    assert evaluation.champion_mean == pytest.approx(0.667, abs=0.01)
+    assert evaluation.challenger_mean == pytest.approx(0.375, abs=0.01)
 
 
 def test_replay_limits_forgetting_of_the_old_regime() -> None:
@@ -82,8 +83,8 @@ def test_replay_limits_forgetting_of_the_old_regime() -> None:
         policy = StatefulPolicy(cold, replay_ratio=ratio, replay_capacity=4_096, seed=0)
         run(policy, cold, batches(old, 512) + batches(new, 512))
         losses[ratio] = mean_loss(policy.challenger, probe)
-    assert losses[0.0] == pytest.approx(0.680, abs=0.01)
-    assert losses[1.0] == pytest.approx(0.526, abs=0.01)  # 23 % less forgotten
+    assert losses[0.0] == pytest.approx(0.699, abs=0.01)
+    assert losses[1.0] == pytest.approx(0.520, abs=0.01)  # 26 % less forgotten
 
 
 def test_stateful_challenger_adopts_a_new_champion() -> None:

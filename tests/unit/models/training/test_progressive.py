@@ -77,7 +77,7 @@ def test_a_longer_delay_costs_loss_on_a_learnable_stream() -> None:
     fm = {"hash_bits": 12}
     prompt = progressive_delayed(build_model("fm", **fm), stream, delay=0, batch_size=64)
     late = progressive_delayed(build_model("fm", **fm), stream, delay=1_000, batch_size=64)
-    assert (round(prompt, 3), round(late, 3)) == (0.312, 0.403)
+    assert (round(prompt, 3), round(late, 3)) == (0.320, 0.409)
 
 
 def test_degenerate_inputs() -> None:
