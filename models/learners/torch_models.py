@@ -77,8 +77,8 @@ class FMConfig(LogRegConfig):
     """Factorization machine: adds ``factors`` latent dimensions initialised N(0, init_std²).
 
     Attributes:
-        factor_lr: Adagrad learning rate of the latent vectors; None: ``lr`` (the FM
-            literature tunes the two groups apart; BENCHMARKS.md has what was measured).
+        factor_lr: Adagrad learning rate of the latent vectors; None: ``lr`` (the two groups
+            are tuned apart: the pairwise term is a product of two of them).
         factor_l2: L2 penalty on the latent vectors a batch touches; None: ``l2``.
     """
 
