@@ -48,9 +48,8 @@ class FMConfig(LogRegConfig):
     """Factorization machine: adds ``factors`` latent dimensions initialised N(0, init_std²).
 
     Attributes:
-        factor_lr: Adagrad learning rate of the latent vectors; None: ``lr``. The pairwise
-            term multiplies two vectors, so a step of ``lr`` on both moves it about twice as
-            far as the same step moves a linear weight.
+        factor_lr: Adagrad learning rate of the latent vectors; None: ``lr`` (the two groups
+            are tuned apart: the pairwise term is a product of two of them).
         factor_l2: L2 penalty on the latent vectors a batch touches; None: ``l2``.
     """
 

@@ -48,7 +48,7 @@ def nonpersonal_regret(seed: int = 9) -> float:
 
 
 @pytest.mark.parametrize("name", ["logreg", "fm"])
-def test_the_default_learns_per_user_taste_under_unknown_names(name: str) -> None:
+def test_the_default_encoding_learns_per_user_taste_under_unknown_names(name: str) -> None:
     floor = nonpersonal_regret()
     assert floor > 0.07  # taste is worth learning here
     assert regret(build_model(name, hash_bits=14)) < 0.65 * floor
