@@ -156,8 +156,6 @@ class Learner:
             ``min_examples`` rather than ``gate_every``.
         stale_after: Forgetting rejections in a row, each of a challenger with the lower loss
             on the fresh examples, that re-freeze the sanity set (0: never).
-        ips_clip: How a racer learns: clipped inverse-propensity weights (the policy's own
-            setting, ``models.training.step.ips_weights``); None: unweighted.
     """
 
     def __init__(self, champion: Model, policy: TrainingPolicy, gate: GateConfig, *,
@@ -165,8 +163,7 @@ class Learner:
                  window_max: int | None = 50_000, drift: LossDriftDetector | None = None,
                  guard: ClickGuard | None = None, refresh_sanity_on_alarm: bool = True,
                  forget_on_drift: float = 1.0, race_labels: int = 10_000,
-                 cold: bool = False, stale_after: int = 3,
-                 ips_clip: float | None = None) -> None:
+                 cold: bool = False, stale_after: int = 3) -> None:
         self.champion = champion
         self.policy = policy
         self.gate = gate
@@ -186,12 +183,16 @@ class Learner:
         self.raced = False  # an alarm started a race since the champion changed
         self.stale_after = stale_after
         self.stale = 0  # forgetting rejections in a row of a challenger better on fresh data
-        self.ips_clip = ips_clip
 
     @property
     def challenger(self) -> Model:
         """The model the gate will judge next."""
         return self.policy.challenger
+
+    @property
+    def ips_clip(self) -> float | None:
+        """How the challenger learns, and so a racer (the policy's ``ips_clip``)."""
+        return self.policy.ips_clip
 
     def step(self, batch: Sequence[Labeled], now_ms: int) -> Outcome:
         """One deduplicated micro-batch: score both models, let the challenger learn, and

@@ -59,6 +59,11 @@ class TrainingPolicy(Protocol):
         """The current challenger (persist ``challenger.save()`` with each batch outcome)."""
         ...
 
+    @property
+    def ips_clip(self) -> float | None:
+        """How the challenger learns: clipped inverse-propensity weights (None: unweighted)."""
+        ...
+
     def process(self, champion: Model, batch: Sequence[Labeled], now_ms: int) -> StepResult:
         """Test-then-train one deduplicated micro-batch against the current champion."""
         ...

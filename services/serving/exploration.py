@@ -142,11 +142,12 @@ def rank(scores: np.ndarray, cfg: Exploration, rng: np.random.Generator | None,
     propensity: list[float] = []
     explored: list[bool] = []
     cost = 0.0
-    logits = _logits(scores)
+    # Only the drawing policies read the log-odds (and Thompson the spread): not ε-greedy.
+    logits = None if cfg.policy == "epsilon" else _logits(scores)
     spread = cfg.temperature * (np.ones(len(greedy)) if std is None
                                 else np.asarray(std, dtype=np.float64))
     for _ in range(min(cfg.slots, len(greedy))):
-        if cfg.policy == "epsilon":
+        if logits is None:
             pick, p = _epsilon(remaining, cfg.epsilon, rng)
         elif cfg.policy == "softmax":
             pick, p = _softmax(remaining, logits / cfg.temperature, rng)

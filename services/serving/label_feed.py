@@ -4,8 +4,8 @@ Every serving process reads every partition of ``examples`` itself (``assign``, 
 group, nothing committed), starting ``lookback_ms`` back (Kafka's offsets for that time), so a
 restarted process serves with the statistics of the last hour rather than from nothing, and
 processes behind one port all see every label. It reads committed examples only
-(``read_committed``: the joiner writes in transactions). An undecodable value is skipped and
-counted (the joiner's DLQ already holds the inputs it came from).
+(``read_committed``: the joiner writes in transactions). An undecodable value is skipped with
+a warning naming the problem (the joiner writes only examples it encoded itself).
 
 The statistics are what ``models.features.label_stats`` describes; the feed only moves
 examples into ``LabelStats.update`` under the lock ``enrich`` shares.
@@ -49,7 +49,6 @@ class LabelFeed:
     Attributes:
         stats: The statistics it updates (read by scoring under ``lock``).
         lock: Held while updating; ``enriching()`` holds it while reading.
-        applied: Examples applied so far; ``skipped``: values that did not decode.
     """
 
     def __init__(self, bootstrap: str, topic: str, stats: LabelStats, *,
@@ -60,8 +59,6 @@ class LabelFeed:
         self.lookback_ms = lookback_ms
         self.poll_s = poll_s
         self.lock = threading.Lock()
-        self.applied = 0
-        self.skipped = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -89,7 +86,6 @@ class LabelFeed:
         with self.lock:
             for example in examples:
                 self.stats.update(example.features, example.label)
-        self.applied += len(examples)
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -118,7 +114,7 @@ class LabelFeed:
                     if isinstance(decoded, Example):
                         examples.append(decoded)
                     else:
-                        self.skipped += 1
+                        log.warning("label feed: skipped an example: %s", decoded.reason)
                 if examples:
                     self.apply(examples)
         finally:

@@ -107,4 +107,4 @@ def build_learner(cfg: TrainerSettings, gate: GateSettings, *, champion: Model |
                    sanity_size=cfg.sanity_size, window_max=cfg.gate_window_max,
                    drift=detector, guard=guard,
                    refresh_sanity_on_alarm=drift.refresh_sanity_on_alarm,
-                   forget_on_drift=drift.forget_on_drift, cold=cold, ips_clip=ips_clip(cfg))
+                   forget_on_drift=drift.forget_on_drift, cold=cold)
